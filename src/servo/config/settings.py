@@ -1,0 +1,247 @@
+"""Servo's settings, parsed once at an entry point and passed in.
+
+Precedence: defaults < config file < environment variables.
+
+Config file: the first that exists of `.servo/config.yaml` (under the working
+directory), `~/.servo/config.yaml`, `/etc/servo/config.yaml`; or an explicit path
+(`--config`, `SERVO_CONFIG`). When `SERVO_ENV` is set (dev, staging, prod),
+`config.{env}.yaml` beside the chosen file is layered on top of it. `${VAR}` and
+`${VAR:-default}` in file values are replaced from the environment.
+
+Environment: every setting has one variable, `SERVO_` + its path joined by `_` and
+upper-cased: `database.url` -> `SERVO_DATABASE_URL`,
+`circuit_breaker.postgres.failure_threshold` is spelled
+`SERVO_CB_POSTGRES_FAILURE_THRESHOLD` (the section's env prefix is `CB`).
+
+Errors name the offending key and say what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from servo.errors import ConfigError
+
+SEARCH_PATHS = (
+    Path(".servo/config.yaml"),
+    Path("~/.servo/config.yaml"),
+    Path("/etc/servo/config.yaml"),
+)
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Override of the env-var segment for this section (default: the field name).
+    env_prefix: ClassVar[str | None] = None
+
+
+class LogSettings(_Section):
+    """Structured logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    format: Literal["json", "console"] = "console"
+
+
+class StorageSettings(_Section):
+    """Where the ledger, projections and asset values live."""
+
+    backend: Literal["local", "memory", "gcs"] = "local"
+    #: GCS bucket (backend gcs).
+    bucket: str | None = None
+    #: Key prefix inside the bucket or below the home directory.
+    prefix: str = ""
+    #: fsync files and directories on the local backend (off only for throwaway data).
+    fsync: bool = True
+
+
+class DatabaseSettings(_Section):
+    """The metadata catalog."""
+
+    #: SQLAlchemy URL; unset means SQLite under the Servo home.
+    url: str | None = None
+    pool_size: int = Field(default=5, gt=0, le=1000)
+    connection_timeout: float = Field(default=10.0, gt=0)
+
+
+class BreakerSettings(_Section):
+    """One dependency's circuit breaker."""
+
+    failure_threshold: int = Field(default=5, gt=0)
+    half_open_timeout_secs: float = Field(default=30.0, gt=0)
+    success_threshold: int = Field(default=1, gt=0)
+
+
+class CircuitBreakerSettings(_Section):
+    """Circuit breakers per external dependency (`SERVO_CB_{DEP}_*`)."""
+
+    env_prefix: ClassVar[str | None] = "CB"
+    postgres: BreakerSettings = BreakerSettings()
+    cloud_tasks: BreakerSettings = BreakerSettings()
+    secret_manager: BreakerSettings = BreakerSettings()
+    oauth2: BreakerSettings = BreakerSettings()
+
+
+class EngineSettings(_Section):
+    """Embedded engine tuning."""
+
+    #: Merge L0 delta files into a new base once this many pile up.
+    max_l0_files: int = Field(default=16, gt=0)
+    #: Most events folded by one compaction.
+    max_batch_events: int = Field(default=10_000, gt=0)
+
+
+class Settings(_Section):
+    """Every Servo setting. Build with `load_settings`."""
+
+    #: Servo home: local ledger, projections, values and SQLite catalog.
+    home: Path = Path(".servo")
+    #: Deployment environment, selects `config.{env}.yaml`.
+    env: Literal["dev", "staging", "prod"] | None = None
+    log: LogSettings = LogSettings()
+    storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    engine: EngineSettings = EngineSettings()
+
+
+def _env_names(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Yield (ENV_NAME, field path) for every leaf setting of `model`."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            segment = annotation.env_prefix or name.upper()
+            for env, path in _env_names(annotation, f"{prefix}{segment}_"):
+                yield env, (name, *path)
+        else:
+            yield f"{prefix}{name.upper()}", (name,)
+
+
+def env_variables() -> dict[str, tuple[str, ...]]:
+    """Every `SERVO_*` variable Servo reads, mapped to its setting path."""
+    return dict(_env_names(Settings, "SERVO_"))
+
+
+def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _substitute(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_substitute(v, environ, key) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{key}: environment variable {name} is not set (used as ${{{name}}})")
+
+    return _VAR.sub(replace, value)
+
+
+def _read_yaml(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    result: dict[str, Any] = _substitute(loaded, environ, "")
+    return result
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def find_config_file(environ: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file to read: explicit `SERVO_CONFIG`, else the first found."""
+    explicit = environ.get("SERVO_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"SERVO_CONFIG: no config file at {path}")
+        return path
+    for candidate in SEARCH_PATHS:
+        path = candidate.expanduser()
+        path = path if path.is_absolute() else cwd / path
+        if path.is_file():
+            return path
+    return None
+
+
+def _set_path(target: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node: Any = target
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{part}: must be a mapping of settings, not {type(node).__name__}")
+    node[path[-1]] = value
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build `Settings` from defaults, the config file, the environment and overrides.
+
+    Raises:
+        ConfigError: a file or value is invalid; the message names the key.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    path = config_file if config_file is not None else find_config_file(environ, cwd)
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(path, environ)
+        env_name = environ.get("SERVO_ENV") or data.get("env")
+        if env_name:
+            layered = path.with_name(f"{path.stem}.{env_name}{path.suffix}")
+            if layered.is_file():
+                data = _merge(data, _read_yaml(layered, environ))
+    for env_var, setting_path in env_variables().items():
+        if env_var in environ:
+            _set_path(data, setting_path, environ[env_var])
+    data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    env_by_path = {p: e for e, p in env_variables().items()}
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc)
+        env = env_by_path.get(loc)
+        where = f" (or {env})" if env else ""
+        problems.append(f"{key}{where}: {error['msg']}")
+    source = f" in {path}" if path else ""
+    return f"invalid settings{source}: " + "; ".join(problems)

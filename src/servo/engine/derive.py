@@ -1,0 +1,168 @@
+"""Derived task state: pure functions from facts to a task's status.
+
+A task's status is a function of its plan row, its attempts' facts, its edges'
+resolutions, its retry timers and its run's cancel request — never of the order in
+which those facts arrived. This is what makes the fold order-insensitive.
+
+Rules (ADR 0003):
+- The *current attempt* is the highest attempt number with a dispatch fact. When
+  several attempt_ids claim one number, the dispatch that sorts first by
+  `(dispatch_at, dispatch_event_id)` wins; the others are stale.
+- An attempt ends with its terminal fact that sorts first by `(end_at, end_event_id)`.
+- No attempt yet: CANCELLED if the run was cancelled; SKIPPED (or CANCELLED) when an
+  edge resolved FAILED/SKIPPED (or CANCELLED); READY when every edge is satisfied
+  (TaskBecameReady); PENDING otherwise.
+- Current attempt ended: SUCCEEDED on success. On failure: CANCELLED if the run was
+  cancelled; RETRY_WAIT when the error is retryable and attempts remain, READY once
+  that attempt's retry timer fired; FAILED otherwise.
+- Current attempt open: RUNNING once started, else DISPATCHED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from servo.engine import schema as s
+from servo.engine.schema import AttemptRow, DepRow, TaskRow, TimerRow
+
+#: How an upstream's terminal status resolves the edges to its downstream tasks.
+RESOLUTION_OF_STATUS = {
+    s.SUCCEEDED: s.RESOLUTION_SUCCESS,
+    s.FAILED: s.RESOLUTION_FAILED,
+    s.SKIPPED: s.RESOLUTION_SKIPPED,
+    s.CANCELLED: s.RESOLUTION_CANCELLED,
+}
+
+
+def current_attempts(attempts: Iterable[AttemptRow]) -> dict[int, AttemptRow]:
+    """The winning attempt row per attempt number (rows with a dispatch fact only)."""
+    winners: dict[int, AttemptRow] = {}
+    for row in attempts:
+        if row.dispatch_event_id is None or row.dispatch_at is None:
+            continue
+        best = winners.get(row.attempt)
+        if best is None or (row.dispatch_at, row.dispatch_event_id) < (
+            best.dispatch_at or 0,
+            best.dispatch_event_id or "",
+        ):
+            winners[row.attempt] = row
+    return winners
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """The derived columns of one task (see `TaskRow` for their meaning)."""
+
+    status: str
+    deps_satisfied_count: int
+    attempt: int = 0
+    attempt_id: str | None = None
+    ready_at: int | None = None
+    started_at: int | None = None
+    heartbeat_at: int | None = None
+    finished_at: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    output_location: str | None = None
+    output_format: str | None = None
+    output_size: int | None = None
+    output_rows: int | None = None
+
+
+_BLOCKING = frozenset({s.RESOLUTION_FAILED, s.RESOLUTION_SKIPPED, s.RESOLUTION_CANCELLED})
+_SUCCESS = frozenset({s.RESOLUTION_SUCCESS})
+
+
+def _max_resolved_at(deps: Iterable[DepRow], resolutions: frozenset[str]) -> int | None:
+    times = [d.resolved_at for d in deps if d.resolution in resolutions and d.resolved_at]
+    return max(times) if times else None
+
+
+def _retry_fired_at(timers: Iterable[TimerRow], attempt: int) -> int | None:
+    for timer in timers:
+        if timer.kind == "retry" and timer.attempt == attempt and timer.fired_at is not None:
+            return timer.fired_at
+    return None
+
+
+def derive_task(
+    task: TaskRow,
+    *,
+    attempts: Iterable[AttemptRow],
+    deps: list[DepRow],
+    timers: Iterable[TimerRow],
+    run_requested_at: int,
+    cancel_requested_at: int | None,
+) -> TaskState:
+    """Compute a task's derived columns from its facts (pure)."""
+    satisfied = sum(1 for d in deps if d.resolution == s.RESOLUTION_SUCCESS)
+    winners = current_attempts(attempts)
+    if not winners:
+        return _before_first_attempt(deps, satisfied, run_requested_at, cancel_requested_at)
+
+    current = winners[max(winners)]
+    beats = [t for t in (current.started_at, current.heartbeat_at) if t is not None]
+    base = TaskState(
+        s.RUNNING if current.started_at is not None else s.DISPATCHED,
+        satisfied,
+        attempt=current.attempt,
+        attempt_id=current.attempt_id,
+        ready_at=_max_resolved_at(deps, _SUCCESS) or run_requested_at,
+        started_at=current.started_at,
+        heartbeat_at=max(beats) if beats else None,
+    )
+    if current.end_event_id is None:
+        return base
+    if current.outcome == "succeeded":
+        return replace(
+            base,
+            status=s.SUCCEEDED,
+            finished_at=current.end_at,
+            output_location=current.output_location,
+            output_format=current.output_format,
+            output_size=current.output_size,
+            output_rows=current.output_rows,
+        )
+    failed = replace(
+        base,
+        status=s.FAILED,
+        finished_at=current.end_at,
+        error_type=current.error_type,
+        error_message=current.error_message,
+    )
+    if cancel_requested_at is not None:
+        return replace(failed, status=s.CANCELLED)
+    if current.retryable and current.attempt < task.max_attempts:
+        fired_at = _retry_fired_at(timers, current.attempt)
+        if fired_at is None:
+            return replace(failed, status=s.RETRY_WAIT)
+        return replace(failed, status=s.READY, ready_at=fired_at)
+    return failed
+
+
+def _before_first_attempt(
+    deps: list[DepRow], satisfied: int, run_requested_at: int, cancel_requested_at: int | None
+) -> TaskState:
+    if cancel_requested_at is not None:
+        return TaskState(s.CANCELLED, satisfied, finished_at=cancel_requested_at)
+    blocked = [d for d in deps if d.resolution in _BLOCKING]
+    if blocked:
+        cancelled = any(d.resolution == s.RESOLUTION_CANCELLED for d in blocked)
+        status = s.CANCELLED if cancelled else s.SKIPPED
+        return TaskState(status, satisfied, finished_at=_max_resolved_at(blocked, _BLOCKING))
+    if satisfied == len(deps):
+        ready_at = _max_resolved_at(deps, _SUCCESS) or run_requested_at
+        return TaskState(s.READY, satisfied, ready_at=ready_at)
+    return TaskState(s.PENDING, satisfied)
+
+
+def apply_task_state(task: TaskRow, state: TaskState) -> bool:
+    """Copy derived columns onto `task`; True when anything changed."""
+    changed = False
+    for name in TaskState.__slots__:
+        value = getattr(state, name)
+        if getattr(task, name) != value:
+            setattr(task, name, value)
+            changed = True
+    return changed

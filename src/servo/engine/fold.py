@@ -1,0 +1,464 @@
+"""The fold: `(state, events) -> state`, idempotent and order-insensitive.
+
+Each event is merged into a *fact* row with an operation that is idempotent,
+commutative and associative (min, max, or argmin by `(emitted_at, event_id)`), so
+duplicates, permutations and any split into batches give the same facts. Derived
+rows (`tasks`, `dep_satisfaction`, `dispatch_outbox`, the counts of `runs`) are then
+recomputed from the facts by `servo.engine.derive` for the tasks an event touched,
+propagating along edges with a worklist until nothing changes. Because derived rows
+are pure functions of the facts and the graph is acyclic, the result is the unique
+fixpoint whatever the order of events.
+
+Derived events (`TaskBecameReady`, `TaskSkipped`, `RunCompleted`) exist only here, as
+states: `tasks.status == READY` with `ready_at`, `SKIPPED`, and `runs.completed_at`.
+
+The attempt_id guard: worker events land on the row of the attempt_id they echo;
+only the winning dispatch's row counts, so events of a stale attempt never change
+status. They are counted in `FoldStats.stale_rejected`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from servo.engine import events as ev
+from servo.engine import schema as s
+from servo.engine.derive import (
+    RESOLUTION_OF_STATUS,
+    apply_task_state,
+    current_attempts,
+    derive_task,
+)
+from servo.engine.ids import cloud_task_id, dispatch_id, timer_task_id
+from servo.engine.schema import AttemptRow, DepRow, OutboxRow, RunRow, TaskRow, TimerRow
+from servo.errors import EngineError
+from servo.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+TaskId = tuple[str, str]  # (run_id, task_key)
+
+
+@dataclass(slots=True)
+class FoldStats:
+    """What one `apply` call did.
+
+    Attributes:
+        events: events given.
+        stale_rejected: events of an attempt that is not (or no longer) current.
+        tasks_recomputed: derived task rows recomputed.
+    """
+
+    events: int = 0
+    stale_rejected: int = 0
+    tasks_recomputed: int = 0
+
+
+def _earlier(a: tuple[int, str], b: tuple[int | None, str | None]) -> bool:
+    return b[0] is None or b[1] is None or a < (b[0], b[1])
+
+
+class EngineState:
+    """All projection rows of one (tenant, workspace), with indexes for the fold."""
+
+    def __init__(self, tenant_id: str, workspace_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.workspace_id = workspace_id
+        self.tables: dict[str, dict[tuple[Any, ...], Any]] = {t.name: {} for t in s.TABLES}
+        self._dirty: dict[str, set[tuple[Any, ...]]] = {t.name: set() for t in s.TABLES}
+        # Indexes (not persisted; rebuilt by from_rows).
+        self._attempts_of: dict[TaskId, list[AttemptRow]] = defaultdict(list)
+        self._deps_of: dict[TaskId, list[DepRow]] = defaultdict(list)
+        self._children: dict[TaskId, list[DepRow]] = defaultdict(list)
+        self._timers_of: dict[TaskId, list[TimerRow]] = defaultdict(list)
+        self._tasks_of_run: dict[str, list[TaskRow]] = defaultdict(list)
+        self._status_counts: dict[str, Counter[str]] = defaultdict(Counter)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_rows(
+        cls, tenant_id: str, workspace_id: str, tables: Mapping[str, Iterable[Any]]
+    ) -> EngineState:
+        """Rebuild a state (and its indexes) from projection rows."""
+        state = cls(tenant_id, workspace_id)
+        for name, rows in tables.items():
+            spec = s.TABLES_BY_NAME[name]
+            target = state.tables[name]
+            for row in rows:
+                target[spec.key_of(row)] = row
+        for task in state.tables["tasks"].values():
+            state._tasks_of_run[task.run_id].append(task)
+            state._status_counts[task.run_id][task.status] += 1
+        for dep in state.tables["dep_satisfaction"].values():
+            state._deps_of[(dep.run_id, dep.task_key)].append(dep)
+            state._children[(dep.run_id, dep.upstream_task_key)].append(dep)
+        for attempt in state.tables["attempts"].values():
+            state._attempts_of[(attempt.run_id, attempt.task_key)].append(attempt)
+        for timer in state.tables["timers"].values():
+            state._timers_of[(timer.run_id, timer.task_key)].append(timer)
+        return state
+
+    def copy(self) -> EngineState:
+        """An independent deep copy (to retry a fold after a lost publish)."""
+        return EngineState.from_rows(
+            self.tenant_id,
+            self.workspace_id,
+            {name: [copy.copy(r) for r in rows.values()] for name, rows in self.tables.items()},
+        )
+
+    def rows(self, table: str) -> Iterable[Any]:
+        """All current rows of `table`."""
+        return self.tables[table].values()
+
+    def take_changes(self) -> dict[str, list[Any]]:
+        """Rows changed since the last call, per table (every table present)."""
+        changes = {
+            name: [self.tables[name][key] for key in keys] for name, keys in self._dirty.items()
+        }
+        for keys in self._dirty.values():
+            keys.clear()
+        return changes
+
+    def _touch(self, table: str, key: tuple[Any, ...]) -> None:
+        self._dirty[table].add(key)
+
+    # ------------------------------------------------------------------- apply
+    def apply(self, events: Iterable[ev.Event]) -> FoldStats:
+        """Fold `events` into the state.
+
+        Raises:
+            EngineError: an event belongs to another tenant or workspace.
+        """
+        stats = FoldStats()
+        touched: set[TaskId] = set()
+        touched_runs: set[str] = set()
+        for event in events:
+            stats.events += 1
+            if event.tenant_id != self.tenant_id or event.workspace_id != self.workspace_id:
+                raise EngineError(
+                    f"event {event.event_id} belongs to {event.tenant_id}/{event.workspace_id}, "
+                    f"not {self.tenant_id}/{self.workspace_id}"
+                )
+            payload = event.payload
+            if isinstance(payload, ev.RunRequested):
+                self._run_requested(event, payload, touched)
+            elif isinstance(payload, ev.RunCancelRequested):
+                self._cancel_requested(event, touched)
+            elif isinstance(payload, ev.TimerRequested | ev.TimerFired):
+                self._timer(event, payload, touched)
+            else:
+                if self._is_stale(event):
+                    stats.stale_rejected += 1
+                self._attempt_fact(event, payload)
+                touched.add((event.run_id, event.task_key or ""))
+            touched_runs.add(event.run_id)
+        stats.tasks_recomputed = self._propagate(touched)
+        for run_id in touched_runs:
+            self._derive_run(run_id)
+        return stats
+
+    # ------------------------------------------------------------ fact merges
+    def _run_requested(
+        self, event: ev.Event, payload: ev.RunRequested, touched: set[TaskId]
+    ) -> None:
+        runs = self.tables["runs"]
+        run = runs.get((event.run_id,))
+        if run is not None and not run.request_event_id:
+            # A placeholder made by a cancel folded before the request: complete it.
+            run.request_event_id, run.requested_at = event.event_id, event.emitted_at
+            run.idempotency_key = payload.idempotency_key
+            run.selection, run.defs_source = payload.selection, payload.defs_source
+            self._touch("runs", (event.run_id,))
+        elif run is not None:
+            if run.request_event_id != event.event_id:
+                log.error(
+                    "fold.conflicting_run_request",
+                    tenant_id=self.tenant_id,
+                    run_id=event.run_id,
+                    kept=run.request_event_id,
+                    other=event.event_id,
+                )
+                if _earlier(event.order_key, (run.requested_at, run.request_event_id)):
+                    run.request_event_id, run.requested_at = event.event_id, event.emitted_at
+                    run.idempotency_key = payload.idempotency_key
+                    run.selection, run.defs_source = payload.selection, payload.defs_source
+                    self._touch("runs", (event.run_id,))
+            else:
+                return
+        else:
+            run = RunRow(
+                run_id=event.run_id,
+                tenant_id=event.tenant_id,
+                workspace_id=event.workspace_id,
+                request_event_id=event.event_id,
+                requested_at=event.emitted_at,
+                idempotency_key=payload.idempotency_key,
+                selection=payload.selection,
+                defs_source=payload.defs_source,
+            )
+            runs[(event.run_id,)] = run
+            self._touch("runs", (event.run_id,))
+        tasks = self.tables["tasks"]
+        deps = self.tables["dep_satisfaction"]
+        for planned in payload.tasks:
+            tkey = (event.run_id, planned.task_key)
+            if tkey not in tasks:
+                task = TaskRow(
+                    run_id=event.run_id,
+                    task_key=planned.task_key,
+                    asset_key=planned.asset_key,
+                    partition_key=planned.partition_key,
+                    max_attempts=planned.max_attempts,
+                    retry=None
+                    if planned.retry is None
+                    else json.dumps(planned.retry, sort_keys=True),
+                    timeout_s=planned.timeout_s,
+                )
+                tasks[tkey] = task
+                self._tasks_of_run[event.run_id].append(task)
+                self._status_counts[event.run_id][task.status] += 1
+                self._touch("tasks", tkey)
+            for upstream, dep_type in planned.deps:
+                dkey = (event.run_id, planned.task_key, upstream)
+                if dkey in deps:
+                    continue
+                dep = DepRow(event.run_id, planned.task_key, upstream, dep_type)
+                deps[dkey] = dep
+                self._deps_of[tkey].append(dep)
+                self._children[(event.run_id, upstream)].append(dep)
+                self._touch("dep_satisfaction", dkey)
+                touched.add((event.run_id, upstream))
+            tasks[tkey].deps_total = len(self._deps_of[tkey])
+            touched.add(tkey)
+
+    def _cancel_requested(self, event: ev.Event, touched: set[TaskId]) -> None:
+        run = self.tables["runs"].get((event.run_id,))
+        if run is None:
+            # Cancel before the request was folded: keep the fact on a placeholder
+            # run that the RunRequested will complete.
+            run = RunRow(event.run_id, event.tenant_id, event.workspace_id, "", 0)
+            self.tables["runs"][(event.run_id,)] = run
+        if run.cancel_requested_at is None or event.emitted_at < run.cancel_requested_at:
+            run.cancel_requested_at = event.emitted_at
+            self._touch("runs", (event.run_id,))
+            touched.update((t.run_id, t.task_key) for t in self._tasks_of_run[event.run_id])
+
+    def _timer(
+        self, event: ev.Event, payload: ev.TimerRequested | ev.TimerFired, touched: set[TaskId]
+    ) -> None:
+        timers = self.tables["timers"]
+        key = (payload.timer_id,)
+        timer = timers.get(key)
+        if timer is None:
+            timer = TimerRow(
+                timer_id=payload.timer_id,
+                cloud_task_id=timer_task_id(payload.timer_id),
+                run_id=event.run_id,
+                task_key=event.task_key or "",
+                attempt=event.attempt or 0,
+                kind="",
+                due_at=0,
+                request_event_id="",
+                requested_at=0,
+            )
+            timers[key] = timer
+            self._timers_of[(event.run_id, timer.task_key)].append(timer)
+        if isinstance(payload, ev.TimerRequested):
+            if _earlier(
+                event.order_key, (timer.requested_at or None, timer.request_event_id or None)
+            ):
+                timer.kind, timer.due_at = payload.kind, payload.due_at
+                timer.request_event_id, timer.requested_at = event.event_id, event.emitted_at
+                self._touch("timers", key)
+        elif timer.fired_at is None or event.emitted_at < timer.fired_at:
+            timer.fired_at = event.emitted_at
+            self._touch("timers", key)
+        status = s.TIMER_FIRED if timer.fired_at is not None else s.TIMER_SCHEDULED
+        if timer.status != status:
+            timer.status = status
+            self._touch("timers", key)
+        touched.add((event.run_id, timer.task_key))
+
+    def _is_stale(self, event: ev.Event) -> bool:
+        """Whether a worker/attempt event targets an attempt that is not current."""
+        if isinstance(event.payload, ev.DispatchRequested):
+            return False
+        task = self.tables["tasks"].get((event.run_id, event.task_key))
+        if task is None or task.attempt == 0:
+            return False  # cannot judge yet; the fact is kept and judged at derivation
+        if event.attempt != task.attempt or event.attempt_id != task.attempt_id:
+            return True
+        if isinstance(event.payload, ev.TaskFinished | ev.AttemptAbandoned):
+            key = (event.run_id, event.task_key, event.attempt, event.attempt_id)
+            row = self.tables["attempts"].get(key)
+            if row is None or row.end_event_id in (None, event.event_id):
+                return False
+            return not _earlier(event.order_key, (row.end_at, row.end_event_id))
+        return False
+
+    def _attempt_fact(self, event: ev.Event, payload: ev.Payload) -> None:
+        assert event.task_key is not None and event.attempt is not None  # checked by Event
+        assert event.attempt_id is not None
+        key = (event.run_id, event.task_key, event.attempt, event.attempt_id)
+        attempts = self.tables["attempts"]
+        row = attempts.get(key)
+        if row is None:
+            row = AttemptRow(event.run_id, event.task_key, event.attempt, event.attempt_id)
+            attempts[key] = row
+            self._attempts_of[(event.run_id, event.task_key)].append(row)
+        at = event.emitted_at
+        changed = False
+        if isinstance(payload, ev.DispatchRequested):
+            if _earlier(event.order_key, (row.dispatch_at, row.dispatch_event_id)):
+                row.dispatch_at, row.dispatch_event_id = at, event.event_id
+                changed = True
+        elif isinstance(payload, ev.DispatchEnqueued):
+            if row.enqueued_at is None or at < row.enqueued_at:
+                row.enqueued_at, changed = at, True
+        elif isinstance(payload, ev.TaskStarted):
+            if row.started_at is None or at < row.started_at:
+                row.started_at, row.worker_id, changed = at, payload.worker_id, True
+            if row.heartbeat_at is None or at > row.heartbeat_at:
+                row.heartbeat_at, changed = at, True
+        elif isinstance(payload, ev.TaskHeartbeat):
+            if row.heartbeat_at is None or at > row.heartbeat_at:
+                row.heartbeat_at, changed = at, True
+        elif isinstance(payload, ev.TaskFinished | ev.AttemptAbandoned):
+            if _earlier(event.order_key, (row.end_at, row.end_event_id)):
+                _set_end(row, event, payload)
+                changed = True
+        else:  # pragma: no cover - every payload type is handled above
+            raise EngineError(f"event type {event.type} cannot be folded into an attempt")
+        if changed:
+            self._touch("attempts", key)
+
+    # -------------------------------------------------------------- derivation
+    def _propagate(self, touched: set[TaskId]) -> int:
+        """Recompute touched tasks, then downstream tasks whose edges changed."""
+        tasks = self.tables["tasks"]
+        runs = self.tables["runs"]
+        work = list(touched)
+        queued = set(work)
+        recomputed = 0
+        while work:
+            tid = work.pop()
+            queued.discard(tid)
+            task = tasks.get(tid)
+            run = runs.get((tid[0],))
+            if task is None or run is None or not run.request_event_id:
+                continue
+            recomputed += 1
+            old_status = task.status
+            state = derive_task(
+                task,
+                attempts=self._attempts_of.get(tid, ()),
+                deps=self._deps_of.get(tid, []),
+                timers=self._timers_of.get(tid, ()),
+                run_requested_at=run.requested_at,
+                cancel_requested_at=run.cancel_requested_at,
+            )
+            if apply_task_state(task, state):
+                self._touch("tasks", tid)
+            self._derive_outbox(task)
+            if task.status != old_status:
+                counts = self._status_counts[tid[0]]
+                counts[old_status] -= 1
+                counts[task.status] += 1
+            resolution = RESOLUTION_OF_STATUS.get(task.status)
+            resolved_at = task.finished_at if resolution is not None else None
+            for dep in self._children.get(tid, ()):
+                if dep.resolution == resolution and dep.resolved_at == resolved_at:
+                    continue
+                dep.resolution, dep.resolved_at = resolution, resolved_at
+                self._touch("dep_satisfaction", (dep.run_id, dep.task_key, dep.upstream_task_key))
+                child = (dep.run_id, dep.task_key)
+                if child not in queued:
+                    queued.add(child)
+                    work.append(child)
+        return recomputed
+
+    def _derive_outbox(self, task: TaskRow) -> None:
+        """One outbox row per winning dispatch of the task's attempts."""
+        tid = (task.run_id, task.task_key)
+        for number, attempt in current_attempts(self._attempts_of.get(tid, ())).items():
+            did = dispatch_id(self.tenant_id, self.workspace_id, task.run_id, task.task_key, number)
+            if attempt.end_event_id is not None:
+                status = s.OUTBOX_COMPLETED
+            elif attempt.enqueued_at is not None:
+                status = s.OUTBOX_ENQUEUED
+            else:
+                status = s.OUTBOX_PENDING
+            row = OutboxRow(
+                dispatch_id=did,
+                cloud_task_id=cloud_task_id(did),
+                run_id=task.run_id,
+                task_key=task.task_key,
+                attempt=number,
+                attempt_id=attempt.attempt_id,
+                asset_key=task.asset_key,
+                partition_key=task.partition_key,
+                status=status,
+                requested_at=attempt.dispatch_at or 0,
+                enqueued_at=attempt.enqueued_at,
+            )
+            outbox = self.tables["dispatch_outbox"]
+            if outbox.get((did,)) != row:
+                outbox[(did,)] = row
+                self._touch("dispatch_outbox", (did,))
+
+    def _derive_run(self, run_id: str) -> None:
+        run = self.tables["runs"].get((run_id,))
+        if run is None or not run.request_event_id:
+            return
+        counts = self._status_counts[run_id]
+        tasks = self._tasks_of_run[run_id]
+        terminal = sum(counts[st] for st in s.TERMINAL_TASK_STATUSES)
+        if terminal < len(tasks):
+            status, completed_at = s.RUN_RUNNING, None
+        else:
+            if run.cancel_requested_at is not None and counts[s.CANCELLED]:
+                status = s.RUN_CANCELLED
+            elif counts[s.FAILED] or counts[s.SKIPPED]:
+                status = s.RUN_FAILED
+            else:
+                status = s.RUN_SUCCEEDED
+            completed_at = max(
+                (t.finished_at for t in tasks if t.finished_at is not None),
+                default=run.requested_at,
+            )
+        new = (status, len(tasks), counts[s.SUCCEEDED], counts[s.FAILED], counts[s.SKIPPED],
+               counts[s.CANCELLED], completed_at)  # fmt: skip
+        old = (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
+               run.n_cancelled, run.completed_at)  # fmt: skip
+        if new != old:
+            (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
+             run.n_cancelled, run.completed_at) = new  # fmt: skip
+            self._touch("runs", (run_id,))
+
+
+def _set_end(
+    row: AttemptRow, event: ev.Event, payload: ev.TaskFinished | ev.AttemptAbandoned
+) -> None:
+    row.end_event_id, row.end_at = event.event_id, event.emitted_at
+    if isinstance(payload, ev.TaskFinished):
+        out = payload.output
+        row.end_kind, row.outcome = "finished", payload.outcome
+        row.error_type, row.error_message = payload.error_type, payload.error_message
+        row.error_traceback, row.retryable = payload.error_traceback, payload.retryable
+        row.output_location = None if out is None else out.location
+        row.output_format = None if out is None else out.format
+        row.output_size = None if out is None else out.size_bytes
+        row.output_rows = None if out is None else out.row_count
+        row.duration_s = payload.duration_s
+    else:
+        row.end_kind, row.outcome = "abandoned", "failed"
+        row.error_type, row.error_message = payload.reason, f"attempt abandoned: {payload.reason}"
+        row.error_traceback, row.retryable = None, payload.retryable
+        row.output_location = row.output_format = None
+        row.output_size = row.output_rows = None
+        row.duration_s = None

@@ -1,0 +1,60 @@
+"""Identifiers: ULIDs for events and attempts, dual IDs for dispatches and timers.
+
+A dispatch has an internal, readable id and an API-safe hashed id used as the
+queue's task name (Cloud Tasks names allow only ``[A-Za-z0-9_-]``)::
+
+    dispatch_id   = "dispatch:{tenant}:{workspace}:{run}:{task}:{attempt}"
+    cloud_task_id = "d_" + sha256(dispatch_id)
+
+Timers follow the same pattern with ``timer:`` / ``t_``. Both are deterministic, so a
+re-emitted dispatch or timer maps to the same queue task and the queue's
+already-exists answer deduplicates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from ulid import ULID
+
+
+def new_ulid() -> str:
+    """A fresh ULID string (time-ordered, 26 characters)."""
+    return str(ULID())
+
+
+def now_us() -> int:
+    """Wall-clock time in integer microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def dispatch_id(tenant_id: str, workspace_id: str, run_id: str, task_key: str, attempt: int) -> str:
+    """The internal dispatch id of one attempt of one task."""
+    return f"dispatch:{tenant_id}:{workspace_id}:{run_id}:{task_key}:{attempt}"
+
+
+def cloud_task_id(dispatch: str) -> str:
+    """The API-safe queue task name for a dispatch id."""
+    return "d_" + _sha(dispatch)
+
+
+def timer_id(
+    tenant_id: str, workspace_id: str, run_id: str, task_key: str, attempt: int, kind: str
+) -> str:
+    """The internal id of the timer of `kind` for one attempt of one task."""
+    return f"timer:{tenant_id}:{workspace_id}:{run_id}:{task_key}:{attempt}:{kind}"
+
+
+def timer_task_id(timer: str) -> str:
+    """The API-safe queue task name for a timer id."""
+    return "t_" + _sha(timer)
+
+
+def run_id_for_key(tenant_id: str, workspace_id: str, idempotency_key: str) -> str:
+    """A deterministic run id for an idempotency key ("r_" + 32 hex characters)."""
+    return "r_" + _sha(f"{tenant_id}\x00{workspace_id}\x00{idempotency_key}")[:32]

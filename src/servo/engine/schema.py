@@ -1,0 +1,331 @@
+"""Projection tables: their rows, keys and Arrow schemas.
+
+This module is the contract between the fold (which produces rows) and the
+compactor (which writes them as Parquet and reads them back). Every table has a
+primary key; a table's logical content is its rows sorted by key.
+
+Fact tables hold what events said, merged with idempotent, order-insensitive
+operations (min, max, argmin by `(emitted_at, event_id)`): `runs` (request part),
+`attempts`, `timers`. Derived tables are pure functions of the facts: `tasks`,
+`dep_satisfaction`, `dispatch_outbox` and the derived columns of `runs`.
+`partition_status`, `schedules` and `sensors` are reserved for Layer 2.
+
+Times are epoch microseconds (int64); absent values are null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+import pyarrow as pa
+
+# Task statuses (tasks.status).
+PENDING: Final = "PENDING"
+READY: Final = "READY"
+DISPATCHED: Final = "DISPATCHED"
+RUNNING: Final = "RUNNING"
+RETRY_WAIT: Final = "RETRY_WAIT"
+SUCCEEDED: Final = "SUCCEEDED"
+FAILED: Final = "FAILED"
+SKIPPED: Final = "SKIPPED"
+CANCELLED: Final = "CANCELLED"
+TERMINAL_TASK_STATUSES: Final = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
+
+# Edge resolutions (dep_satisfaction.resolution).
+RESOLUTION_SUCCESS: Final = "SUCCESS"
+RESOLUTION_FAILED: Final = "FAILED"
+RESOLUTION_SKIPPED: Final = "SKIPPED"
+RESOLUTION_CANCELLED: Final = "CANCELLED"
+
+# Outbox statuses (dispatch_outbox.status).
+OUTBOX_PENDING: Final = "PENDING"
+OUTBOX_ENQUEUED: Final = "ENQUEUED"
+OUTBOX_COMPLETED: Final = "COMPLETED"
+
+# Timer statuses (timers.status).
+TIMER_SCHEDULED: Final = "SCHEDULED"
+TIMER_FIRED: Final = "FIRED"
+
+# Run statuses (runs.status).
+RUN_RUNNING: Final = "RUNNING"
+RUN_SUCCEEDED: Final = "SUCCEEDED"
+RUN_FAILED: Final = "FAILED"
+RUN_CANCELLED: Final = "CANCELLED"
+
+_S = pa.string()
+_I64 = pa.int64()
+_I32 = pa.int32()
+_F64 = pa.float64()
+_B = pa.bool_()
+
+
+@dataclass(slots=True)
+class RunRow:
+    """One run. Request facts plus derived status and counts."""
+
+    run_id: str
+    tenant_id: str
+    workspace_id: str
+    request_event_id: str
+    requested_at: int
+    idempotency_key: str | None = None
+    selection: str | None = None
+    defs_source: str | None = None
+    cancel_requested_at: int | None = None
+    status: str = RUN_RUNNING
+    n_tasks: int = 0
+    n_succeeded: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_cancelled: int = 0
+    #: Latest end time of its tasks once every task is terminal (RunCompleted).
+    completed_at: int | None = None
+
+
+@dataclass(slots=True)
+class TaskRow:
+    """One task of a run: plan columns, then status derived from facts."""
+
+    run_id: str
+    task_key: str
+    asset_key: str
+    partition_key: str | None = None
+    deps_total: int = 0
+    deps_satisfied_count: int = 0
+    max_attempts: int = 1
+    #: JSON of the retry policy parameters, or None.
+    retry: str | None = None
+    timeout_s: float | None = None
+    status: str = PENDING
+    #: Current attempt number (0 before the first dispatch).
+    attempt: int = 0
+    attempt_id: str | None = None
+    #: When every edge became satisfied (TaskBecameReady), or None.
+    ready_at: int | None = None
+    started_at: int | None = None
+    heartbeat_at: int | None = None
+    finished_at: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    output_location: str | None = None
+    output_format: str | None = None
+    output_size: int | None = None
+    output_rows: int | None = None
+
+
+@dataclass(slots=True)
+class AttemptRow:
+    """Facts about one attempt_id of one attempt number of a task.
+
+    Several rows may share an attempt number (racing dispatches, or events carrying
+    an unknown attempt_id); the one whose dispatch sorts first is the attempt, the
+    others are stale and never affect status.
+    """
+
+    run_id: str
+    task_key: str
+    attempt: int
+    attempt_id: str
+    dispatch_event_id: str | None = None
+    dispatch_at: int | None = None
+    enqueued_at: int | None = None
+    started_at: int | None = None
+    worker_id: str | None = None
+    heartbeat_at: int | None = None
+    end_event_id: str | None = None
+    end_at: int | None = None
+    #: "finished" (worker) or "abandoned" (engine: timeout, heartbeat, cancel).
+    end_kind: str | None = None
+    outcome: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    retryable: bool | None = None
+    output_location: str | None = None
+    output_format: str | None = None
+    output_size: int | None = None
+    output_rows: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass(slots=True)
+class DepRow:
+    """One dependency edge of a task and how it was resolved."""
+
+    run_id: str
+    task_key: str
+    upstream_task_key: str
+    dep_type: str = "data"
+    #: None while unresolved; SUCCESS / FAILED / SKIPPED / CANCELLED once resolved.
+    resolution: str | None = None
+    resolved_at: int | None = None
+
+
+@dataclass(slots=True)
+class OutboxRow:
+    """A dispatch to hand to the queue under its deterministic ids."""
+
+    dispatch_id: str
+    cloud_task_id: str
+    run_id: str
+    task_key: str
+    attempt: int
+    attempt_id: str
+    asset_key: str
+    partition_key: str | None
+    status: str
+    requested_at: int
+    enqueued_at: int | None = None
+
+
+@dataclass(slots=True)
+class TimerRow:
+    """A durable timer and whether it fired."""
+
+    timer_id: str
+    cloud_task_id: str
+    run_id: str
+    task_key: str
+    attempt: int
+    kind: str
+    due_at: int
+    request_event_id: str
+    requested_at: int
+    fired_at: int | None = None
+    status: str = TIMER_SCHEDULED
+
+
+@dataclass(slots=True)
+class PartitionStatusRow:
+    """Reserved (Layer 2): latest materialization status per asset partition."""
+
+    asset_key: str
+    partition_key: str
+    status: str
+    run_id: str | None = None
+    updated_at: int | None = None
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    """Reserved (Layer 2): schedule state."""
+
+    schedule_id: str
+    cron: str
+    status: str
+    next_tick_at: int | None = None
+    last_tick_at: int | None = None
+
+
+@dataclass(slots=True)
+class SensorRow:
+    """Reserved (Layer 2): sensor state."""
+
+    sensor_id: str
+    status: str
+    cursor: str | None = None
+    last_evaluated_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A projection table: name, row type, key columns and Arrow schema."""
+
+    name: str
+    row_type: type[Any]
+    key: tuple[str, ...]
+    schema: pa.Schema
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.schema.names)
+
+    def key_of(self, row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, k) for k in self.key)
+
+    def to_arrow(self, rows: Iterable[Any]) -> pa.Table:
+        """Rows -> an Arrow table sorted by key (the canonical form)."""
+        ordered = sorted(rows, key=self.key_of)
+        arrays = [pa.array([getattr(r, f.name) for r in ordered], type=f.type) for f in self.schema]
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def from_arrow(self, table: pa.Table) -> list[Any]:
+        """An Arrow table with this schema -> rows."""
+        columns = [table.column(name).to_pylist() for name in self.columns]
+        make = self.row_type
+        return [make(*values) for values in zip(*columns, strict=True)]
+
+
+def _spec(
+    name: str, row_type: type[Any], key: Sequence[str], types: dict[str, pa.DataType]
+) -> TableSpec:
+    names = [f.name for f in fields(row_type)]
+    if set(names) != set(types):
+        raise AssertionError(f"{name}: schema and row type disagree: {set(names) ^ set(types)}")
+    nullable_keys = set(key)
+    schema = pa.schema([pa.field(n, types[n], nullable=n not in nullable_keys) for n in names])
+    return TableSpec(name, row_type, tuple(key), schema)
+
+
+RUNS = _spec(
+    "runs", RunRow, ["run_id"],
+    {"run_id": _S, "tenant_id": _S, "workspace_id": _S, "request_event_id": _S,
+     "requested_at": _I64, "idempotency_key": _S, "selection": _S, "defs_source": _S,
+     "cancel_requested_at": _I64, "status": _S, "n_tasks": _I32, "n_succeeded": _I32,
+     "n_failed": _I32, "n_skipped": _I32, "n_cancelled": _I32, "completed_at": _I64},
+)  # fmt: skip
+TASKS = _spec(
+    "tasks", TaskRow, ["run_id", "task_key"],
+    {"run_id": _S, "task_key": _S, "asset_key": _S, "partition_key": _S, "deps_total": _I32,
+     "deps_satisfied_count": _I32, "max_attempts": _I32, "retry": _S, "timeout_s": _F64,
+     "status": _S, "attempt": _I32, "attempt_id": _S, "ready_at": _I64, "started_at": _I64,
+     "heartbeat_at": _I64, "finished_at": _I64, "error_type": _S, "error_message": _S,
+     "output_location": _S, "output_format": _S, "output_size": _I64, "output_rows": _I64},
+)  # fmt: skip
+ATTEMPTS = _spec(
+    "attempts", AttemptRow, ["run_id", "task_key", "attempt", "attempt_id"],
+    {"run_id": _S, "task_key": _S, "attempt": _I32, "attempt_id": _S, "dispatch_event_id": _S,
+     "dispatch_at": _I64, "enqueued_at": _I64, "started_at": _I64, "worker_id": _S,
+     "heartbeat_at": _I64, "end_event_id": _S, "end_at": _I64, "end_kind": _S, "outcome": _S,
+     "error_type": _S, "error_message": _S, "error_traceback": _S, "retryable": _B,
+     "output_location": _S, "output_format": _S, "output_size": _I64, "output_rows": _I64,
+     "duration_s": _F64},
+)  # fmt: skip
+DEP_SATISFACTION = _spec(
+    "dep_satisfaction", DepRow, ["run_id", "task_key", "upstream_task_key"],
+    {"run_id": _S, "task_key": _S, "upstream_task_key": _S, "dep_type": _S,
+     "resolution": _S, "resolved_at": _I64},
+)  # fmt: skip
+DISPATCH_OUTBOX = _spec(
+    "dispatch_outbox", OutboxRow, ["dispatch_id"],
+    {"dispatch_id": _S, "cloud_task_id": _S, "run_id": _S, "task_key": _S, "attempt": _I32,
+     "attempt_id": _S, "asset_key": _S, "partition_key": _S, "status": _S,
+     "requested_at": _I64, "enqueued_at": _I64},
+)  # fmt: skip
+TIMERS = _spec(
+    "timers", TimerRow, ["timer_id"],
+    {"timer_id": _S, "cloud_task_id": _S, "run_id": _S, "task_key": _S, "attempt": _I32,
+     "kind": _S, "due_at": _I64, "request_event_id": _S, "requested_at": _I64,
+     "fired_at": _I64, "status": _S},
+)  # fmt: skip
+PARTITION_STATUS = _spec(
+    "partition_status", PartitionStatusRow, ["asset_key", "partition_key"],
+    {"asset_key": _S, "partition_key": _S, "status": _S, "run_id": _S, "updated_at": _I64},
+)  # fmt: skip
+SCHEDULES = _spec(
+    "schedules", ScheduleRow, ["schedule_id"],
+    {"schedule_id": _S, "cron": _S, "status": _S, "next_tick_at": _I64, "last_tick_at": _I64},
+)  # fmt: skip
+SENSORS = _spec(
+    "sensors", SensorRow, ["sensor_id"],
+    {"sensor_id": _S, "status": _S, "cursor": _S, "last_evaluated_at": _I64},
+)  # fmt: skip
+
+#: Every projection table, in a fixed order.
+TABLES: Final[tuple[TableSpec, ...]] = (
+    RUNS, TASKS, ATTEMPTS, DEP_SATISFACTION, DISPATCH_OUTBOX, TIMERS,
+    PARTITION_STATUS, SCHEDULES, SENSORS,
+)  # fmt: skip
+TABLES_BY_NAME: Final[dict[str, TableSpec]] = {t.name: t for t in TABLES}

@@ -1,0 +1,3 @@
+"""Logging, metrics and tracing shared by every Servo component."""
+
+from __future__ import annotations

@@ -1,0 +1,72 @@
+"""Structured logging: structlog, JSON or console output, secrets never printed.
+
+Call `configure_logging` once at an entry point (CLI, worker); libraries only call
+`get_logger(__name__)` and pass context as keyword arguments
+(``log.warning("compaction.retry", tenant_id=..., run_id=..., attempt=...)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+import structlog
+
+LogFormat = Literal["json", "console"]
+
+_SECRET_MARKERS = ("password", "passwd", "secret", "token", "authorization", "api_key", "apikey")
+_REDACTED = "[redacted]"
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS) or lowered.endswith("_key")
+
+
+def redact_secrets(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: replace the value of any secret-looking key."""
+    for key in list(event_dict):
+        if key != "event" and _is_secret_key(key):
+            event_dict[key] = _REDACTED
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
+    """Route structlog to stderr at `level`, rendered as JSON lines or for a console."""
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING or ERROR")
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """A logger bound to the component name.
+
+    Before `configure_logging` runs, warnings and errors go to stderr as console
+    lines, so library use never writes to stdout (which carries `--json` output).
+    """
+    if not structlog.is_configured():
+        configure_logging("WARNING", "console")
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=name)
+    return logger
