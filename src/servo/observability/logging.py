@@ -35,6 +35,16 @@ def redact_secrets(
     return event_dict
 
 
+class _Stderr:
+    """Writes to whatever `sys.stderr` is at the time (tests and daemons swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
     """Route structlog to stderr at `level`, rendered as JSON lines or for a console."""
     numeric = logging.getLevelNamesMapping().get(level.upper())
@@ -55,7 +65,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
