@@ -1,0 +1,55 @@
+"""What every command needs first: settings, logging and the loaded definitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from servo.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from servo.sdk.definitions import Definitions
+
+#: Loaded when neither ``--defs`` nor ``SERVO_DEFS`` is given and it exists.
+DEFAULT_DEFS = "definitions.py"
+
+
+@dataclass(frozen=True, slots=True)
+class CliState:
+    """Global options, kept on the typer context.
+
+    Attributes:
+        config: the ``--config`` file, or None to search the default locations.
+    """
+
+    config: Path | None = None
+
+
+def configure(state: CliState | None) -> None:
+    """Load settings (``--config``, files, ``SERVO_*``) and configure logging from them."""
+    from servo.config.settings import load_settings
+    from servo.observability.logging import configure_logging
+
+    settings = load_settings(config_file=state.config if state else None)
+    configure_logging(settings.log.level, settings.log.format)
+
+
+def resolve_target(defs: str | None, cwd: Path | None = None) -> str:
+    """The definitions target: ``--defs``/``SERVO_DEFS``, else ./definitions.py if present."""
+    if defs:
+        return defs
+    candidate = (cwd or Path.cwd()) / DEFAULT_DEFS
+    if candidate.is_file():
+        return str(candidate)
+    raise DefinitionError(
+        f"no definitions to load: pass --defs PATH, set SERVO_DEFS, or run where {DEFAULT_DEFS} is"
+    )
+
+
+def open_session(state: CliState | None, defs: str | None) -> Definitions:
+    """Configure settings and logging, then load the definitions."""
+    from servo.sdk.loader import load_definitions
+
+    configure(state)
+    return load_definitions(resolve_target(defs))

@@ -1,0 +1,103 @@
+"""`Definitions`: the validated set of assets and workflows a project declares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from servo.errors import DefinitionError
+from servo.graph import AssetGraph
+from servo.sdk.asset import AssetDefinition, definition_of
+from servo.sdk.workflow import WorkflowDefinition, workflow_of
+
+
+def _where(definition: AssetDefinition) -> str:
+    code = getattr(definition.fn, "__code__", None)
+    location = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+    return f"{definition.qualified_name}{location}"
+
+
+class Definitions:
+    """Every asset and workflow of a project, checked as a whole.
+
+    Args:
+        assets: ``@asset`` functions or `AssetDefinition` objects.
+        workflows: ``@workflow`` functions or `WorkflowDefinition` objects; their
+            assets are included too.
+        source: where the definitions were loaded from (set by the loader), so a
+            worker process can load the same definitions again.
+
+    Raises:
+        DefinitionError: an item is not an asset/workflow, two different assets (or
+            workflows) share a name, or a dependency is not defined.
+        CycleError: the dependencies form a cycle.
+    """
+
+    __slots__ = ("_assets", "_graph", "_workflows", "source")
+
+    def __init__(
+        self,
+        assets: Iterable[object] = (),
+        workflows: Iterable[object] = (),
+        *,
+        source: str | None = None,
+    ) -> None:
+        workflow_defs: dict[str, WorkflowDefinition] = {}
+        for item in workflows:
+            found_workflow = workflow_of(item)
+            if found_workflow is None:
+                raise DefinitionError(
+                    "Definitions(workflows=...) takes @workflow functions, "
+                    f"not {type(item).__name__} {item!r}"
+                )
+            existing_workflow = workflow_defs.setdefault(found_workflow.name, found_workflow)
+            if existing_workflow is not found_workflow:
+                raise DefinitionError(f"workflow name {found_workflow.name!r} is defined twice")
+        by_name: dict[str, AssetDefinition] = {}
+        candidates: list[object] = list(assets)
+        for wf in workflow_defs.values():
+            candidates.extend(wf.assets)
+        for item in candidates:
+            definition = definition_of(item)
+            if definition is None:
+                raise DefinitionError(
+                    f"Definitions(assets=...) takes @asset functions, not {type(item).__name__} "
+                    f"{item!r}"
+                )
+            existing = by_name.setdefault(definition.name, definition)
+            if existing is not definition:
+                raise DefinitionError(
+                    f"asset name {definition.name!r} is defined twice: "
+                    f"{_where(existing)} and {_where(definition)}"
+                )
+        graph = AssetGraph(
+            (d.name, [(dep.name, dep.type) for dep in d.dependencies]) for d in by_name.values()
+        )
+        self._graph = graph
+        self._assets: Mapping[str, AssetDefinition] = MappingProxyType(
+            {name: by_name[name] for name in graph.names}
+        )
+        self._workflows: Mapping[str, WorkflowDefinition] = MappingProxyType(workflow_defs)
+        self.source = source
+
+    @property
+    def assets(self) -> Mapping[str, AssetDefinition]:
+        """Asset name -> definition, in topological order."""
+        return self._assets
+
+    @property
+    def workflows(self) -> Mapping[str, WorkflowDefinition]:
+        """Workflow name -> definition, in declaration order."""
+        return self._workflows
+
+    @property
+    def graph(self) -> AssetGraph:
+        """The validated asset graph."""
+        return self._graph
+
+    def __len__(self) -> int:
+        return len(self._assets)
+
+    def __repr__(self) -> str:
+        source = f", source={self.source!r}" if self.source else ""
+        return f"Definitions({len(self._assets)} assets, {len(self._workflows)} workflows{source})"
