@@ -9,6 +9,7 @@ semantics.
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -22,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# google-cloud-storage starts a background thread per bucket to fetch metadata for its
+# own telemetry; against a test server (or an unreachable one) it outlives the test and
+# keeps retrying. Servo's tests do not want it.
+os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
 
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _START_TIMEOUT = 15.0

@@ -73,9 +73,7 @@ def test_invalid_yaml_and_non_mapping_are_clear(tmp_path: Path) -> None:
         load_settings(config_file=write(tmp_path / "b.yaml", "- 1\n"), environ={}, cwd=tmp_path)
     bad_section = write(tmp_path / "c.yaml", "database: 3\n")
     with pytest.raises(ConfigError, match="database"):
-        load_settings(
-            config_file=bad_section, environ={"SERVO_DATABASE_URL": "x"}, cwd=tmp_path
-        )
+        load_settings(config_file=bad_section, environ={"SERVO_DATABASE_URL": "x"}, cwd=tmp_path)
 
 
 def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:

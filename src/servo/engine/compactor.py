@@ -1,0 +1,387 @@
+"""The compactor: folds ledger events into projection files and publishes a manifest.
+
+Invariants (SPEC §4; design in docs/adr/0004-manifest-cas-and-compaction.md):
+
+- **Sole writer of projections.** Only this module writes files under
+  ``projections/{tenant}/{ws}/tables/{table}/``, each created once, never changed:
+  ``{generation:020d}-{ulid}-d.parquet`` (L0 delta: the rows one publish changed) and
+  ``...-b.parquet`` (base: base + deltas merged once a table has `max_l0_files`
+  deltas). The ULID is fresh per publish attempt, so retries never collide.
+- **Idempotent.** The fold is idempotent and order-insensitive: compacting the same
+  events again (redelivery, retry after a lost race, restart after a crash) yields
+  the same tables.
+- **CAS with fencing.** Generation N+1 is a create-only write. The loser of a race
+  drops its state, reloads the winner's manifest and tables, re-folds its events
+  (harmless for events the winner already had), rewrites its files under the next
+  generation and tries again, a bounded number of times with jittered backoff.
+- **No listing.** It reads the ledger paths it is given and the files a manifest names.
+- **Orphans.** Files of an attempt that lost or crashed before publishing are named
+  by no manifest: invisible to readers, collectable by an admin tool.
+- **Watermark.** ``last_processed_at = max(previous, taken_at)``, `taken_at` being when
+  the batch left the inbox: every event notified before it is folded.
+
+`fold` applies events to the in-memory `EngineState` (the embedded runner may read it,
+ahead of the projections) and remembers them with the rows they changed; `publish`
+writes those rows and publishes; `compact_events` does both. Between calls nothing is
+read before folding (the fast path). A lost race or any error drops the state; the
+next call reloads the latest snapshot and re-folds the unpublished events.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from servo.engine.events import Event
+from servo.engine.fold import EngineState, FoldStats
+from servo.engine.ids import new_ulid, now_us
+from servo.engine.layout import GenerationWriter
+from servo.engine.ledger import LedgerReader
+from servo.engine.manifest import EMPTY_TABLE, Manifest, ManifestStore, TableFiles
+from servo.engine.schema import TABLES, TABLES_BY_NAME
+from servo.engine.snapshot import Snapshot
+from servo.engine.working import WorkingState
+from servo.errors import ManifestConflictError
+from servo.observability import metrics
+from servo.observability.logging import get_logger
+from servo.storage.base import ObjectStore
+
+log = get_logger(__name__)
+
+#: Backoff jitter; private so Servo never perturbs the global `random` state of user code.
+_JITTER = random.Random()
+
+COMPACTION_DURATION = metrics.histogram(
+    "servo_compaction_duration_seconds", "Duration of one compaction, retries included."
+)
+EVENTS_FOLDED = metrics.counter("servo_events_folded_total", "Events folded by the compactor.")
+STALE_REJECTED = metrics.counter(
+    "servo_stale_events_rejected_total", "Events of a stale attempt ignored by the fold."
+)
+COMPACTION_ERRORS = metrics.counter(
+    "servo_compaction_errors_total", "Compactions that failed.", ["error_type"]
+)
+CAS_CONFLICTS = metrics.counter(
+    "servo_compaction_cas_conflicts_total", "Manifest publishes lost to another compactor."
+)
+L0_FILES = metrics.gauge(
+    "servo_projection_l0_files", "L0 delta files of a table in the last manifest.", ["table"]
+)
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionResult:
+    """What one compaction published.
+
+    Attributes:
+        manifest: the manifest published (or the current one for a no-op).
+        events: events given to this compaction.
+        stale_rejected: events of stale attempts the fold ignored.
+        files_written: projection files referenced by the new manifest.
+        bytes_written: Parquet bytes of those files.
+        conflicts: publishes lost to other compactors before this one won.
+        published: False when nothing changed and no manifest was written.
+    """
+
+    manifest: Manifest
+    events: int
+    stale_rejected: int
+    files_written: tuple[str, ...]
+    bytes_written: int
+    conflicts: int
+    published: bool = True
+
+    @property
+    def generation(self) -> int:
+        """The generation of `manifest`."""
+        return self.manifest.generation
+
+
+class Compactor:
+    """Folds events of one (tenant, workspace) and publishes projections.
+
+    Calls are serialised by a lock; run one compactor per (tenant, workspace) per
+    process.
+
+    Args:
+        store: object store holding ledger and projections.
+        tenant_id: the tenant compacted.
+        workspace_id: the workspace compacted.
+        max_l0_files: deltas of one table that trigger a merge into a new base.
+        writer_id: recorded in manifests; a fresh ULID when None.
+        clock: epoch-µs clock for `taken_at` defaults and `published_at`.
+        max_conflict_retries: lost publishes tolerated in one call before giving up.
+        backoff_s: first backoff after a lost publish (doubled, jittered, capped x64).
+        sleep: replaced in tests.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        max_l0_files: int = 16,
+        writer_id: str | None = None,
+        clock: Clock = now_us,
+        max_conflict_retries: int = 16,
+        backoff_s: float = 0.002,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_l0_files < 1:
+            raise ValueError(f"max_l0_files must be >= 1, got {max_l0_files}")
+        self._store = store
+        self.tenant_id = tenant_id
+        self.workspace_id = workspace_id
+        self.manifests = ManifestStore(store, tenant_id, workspace_id)
+        self._tables_prefix = f"{self.manifests.prefix}tables/"
+        self._ledger = LedgerReader(store)
+        self.max_l0_files = max_l0_files
+        self.writer_id = writer_id or new_ulid()
+        self._clock = clock
+        self.max_conflict_retries = max_conflict_retries
+        self._backoff_s = backoff_s
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._work = WorkingState(store, self.manifests)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def manifest(self) -> Manifest | None:
+        """The manifest this compactor last published or loaded (None: none yet)."""
+        return self._work.manifest
+
+    @property
+    def state(self) -> EngineState:
+        """The folded state, including events folded but not yet published."""
+        with self._lock:
+            return self._work.state()
+
+    @property
+    def pending_events(self) -> int:
+        """Events folded since the last publish."""
+        return len(self._work.events)
+
+    def snapshot(self) -> Snapshot:
+        """A snapshot of what this compactor last published, without re-reading files.
+
+        The files it wrote sit in the process-wide by-path cache, so loading the
+        snapshot's tables only merges Arrow tables in memory. Events folded but not
+        yet published are not in it.
+        """
+        with self._lock:
+            self._work.state()
+            return Snapshot(self._store, self._work.manifest)
+
+    def fold(self, events: Iterable[Event]) -> FoldStats:
+        """Fold `events` into the in-memory state; `publish` makes them visible.
+
+        Raises:
+            EngineError: an event of another tenant/workspace (the batch is dropped).
+        """
+        batch = list(events)
+        with self._lock:
+            try:
+                stats = self._work.fold(batch)
+            except BaseException as exc:
+                self._abandon(exc)
+                raise
+            EVENTS_FOLDED.inc(stats.events)
+            STALE_REJECTED.inc(stats.stale_rejected)
+            return stats
+
+    def publish(self, *, taken_at: int | None = None) -> CompactionResult:
+        """Publish what was folded since the last publish as the next generation.
+
+        Args:
+            taken_at: when the folded batch was taken from the inbox (epoch µs): the new
+                watermark is ``max(previous, taken_at)``. Now if None.
+
+        Raises:
+            ManifestConflictError: lost the race more than `max_conflict_retries` times
+                (the folded events stay pending for the next call).
+        """
+        taken = self._clock() if taken_at is None else taken_at
+        return self._timed(lambda: self._with_retries(lambda c: self._publish_pending(taken, c)))
+
+    def compact(self, paths: Sequence[str], *, taken_at: int | None = None) -> CompactionResult:
+        """Fold the events of the ledger objects `paths` and publish the next generation.
+
+        Args:
+            paths: ledger paths (as notified by writers).
+            taken_at: when the paths were taken from the inbox (epoch µs); now if None.
+
+        Raises:
+            ObjectNotFoundError, EventDecodeError: a path cannot be read as events.
+            ManifestConflictError: lost the race more than `max_conflict_retries` times.
+        """
+        taken = self._clock() if taken_at is None else taken_at
+        return self.compact_events(self._read(paths), taken_at=taken)
+
+    def compact_events(
+        self, events: Iterable[Event], *, taken_at: int | None = None
+    ) -> CompactionResult:
+        """`fold` then `publish`, for events the caller already holds."""
+        batch = list(events)
+        taken = self._clock() if taken_at is None else taken_at
+
+        def run() -> CompactionResult:
+            self.fold(batch)
+            return self._with_retries(lambda c: self._publish_pending(taken, c))
+
+        return self._timed(run)
+
+    def rebuild(self, paths: Sequence[str], *, taken_at: int | None = None) -> CompactionResult:
+        """Fold the events of `paths` from scratch and publish them as new base files.
+
+        The result replaces every table: `paths` must name the whole ledger. Events
+        folded but not yet published are folded in as well.
+        """
+        taken = self._clock() if taken_at is None else taken_at
+        return self.rebuild_events(self._read(paths), taken_at=taken)
+
+    def rebuild_events(
+        self, events: Iterable[Event], *, taken_at: int | None = None
+    ) -> CompactionResult:
+        """Like `rebuild`, for events the caller already holds."""
+        batch = list(events)
+        taken = self._clock() if taken_at is None else taken_at
+        return self._timed(lambda: self._with_retries(lambda c: self._rebuild(batch, taken, c)))
+
+    # ----------------------------------------------------------------- internals
+    def _timed(self, run: Callable[[], CompactionResult]) -> CompactionResult:
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                return run()
+            finally:
+                COMPACTION_DURATION.observe(time.perf_counter() - started)
+
+    def _read(self, paths: Sequence[str]) -> list[Event]:
+        try:
+            return self._ledger.read_many(paths)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+
+    def _failed(self, exc: Exception) -> None:
+        COMPACTION_ERRORS.labels(error_type=type(exc).__name__).inc()
+        log.error(
+            "compaction.failed",
+            tenant_id=self.tenant_id,
+            workspace_id=self.workspace_id,
+            generation=self._next_generation(),
+            error_type=type(exc).__name__,
+            error=str(exc),
+        )
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Drop the in-memory state after a failure (it may hold unpublished folds)."""
+        self._work.reset()
+        if isinstance(exc, Exception):
+            self._failed(exc)
+
+    def _with_retries(self, attempt: Callable[[int], CompactionResult]) -> CompactionResult:
+        conflicts = 0
+        try:
+            while True:
+                try:
+                    return attempt(conflicts)
+                except ManifestConflictError:
+                    lost = self._next_generation()
+                    self._work.reset()  # reload the winner's state, then re-fold
+                    conflicts += 1
+                    CAS_CONFLICTS.inc()
+                    log.warning(
+                        "compaction.cas_conflict",
+                        tenant_id=self.tenant_id,
+                        workspace_id=self.workspace_id,
+                        generation=lost,
+                        conflicts=conflicts,
+                        writer_id=self.writer_id,
+                    )
+                    if conflicts > self.max_conflict_retries:
+                        raise
+                    delay = self._backoff_s * 2 ** min(conflicts - 1, 6)
+                    self._sleep(delay * _JITTER.uniform(0.5, 1.5))
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+
+    def _next_generation(self) -> int:
+        manifest = self._work.manifest
+        return 1 if manifest is None else manifest.generation + 1
+
+    def _publish_pending(self, taken_at: int, conflicts: int) -> CompactionResult:
+        work = self._work
+        work.state()
+        previous = work.manifest
+        watermark = taken_at if previous is None else max(previous.last_processed_at, taken_at)
+        events, stale = len(work.events), work.stale
+        moved = previous is None or watermark != previous.last_processed_at
+        if previous is not None and not (moved or work.has_changes):  # a pure redelivery
+            work.published(previous)
+            return CompactionResult(previous, events, stale, (), 0, conflicts, published=False)
+        writer = GenerationWriter(self._store, self._tables_prefix, self._next_generation())
+        tables = {} if previous is None else dict(previous.tables)
+        for spec in TABLES:
+            rows = work.changed_rows(spec)
+            if rows:
+                current = tables.get(spec.name, EMPTY_TABLE)
+                tables[spec.name] = writer.add_delta(spec, current, rows, self.max_l0_files)
+        folded = (0 if previous is None else previous.events_folded) + events
+        work.published(self._commit(tables, watermark, folded))
+        return self._result(events, stale, writer, conflicts)
+
+    def _rebuild(self, batch: list[Event], taken_at: int, conflicts: int) -> CompactionResult:
+        work = self._work
+        if not work.loaded:
+            work.manifest = self.manifests.latest()  # the generation and watermark to extend
+        previous = work.manifest
+        state = EngineState(self.tenant_id, self.workspace_id)
+        stats = state.apply([*work.events, *batch])
+        writer = GenerationWriter(self._store, self._tables_prefix, self._next_generation())
+        tables = {
+            name: writer.add_base(TABLES_BY_NAME[name], rows)
+            for name, rows in state.take_changes().items()
+            if rows
+        }
+        watermark = taken_at if previous is None else max(previous.last_processed_at, taken_at)
+        work.replace(state, self._commit(tables, watermark, stats.events))
+        EVENTS_FOLDED.inc(len(batch))
+        STALE_REJECTED.inc(stats.stale_rejected)
+        return self._result(len(batch), stats.stale_rejected, writer, conflicts)
+
+    def _commit(self, tables: dict[str, TableFiles], watermark: int, folded: int) -> Manifest:
+        """Publish the next generation naming `tables`."""
+        manifest = Manifest(
+            generation=self._next_generation(),
+            tenant_id=self.tenant_id,
+            workspace_id=self.workspace_id,
+            tables=tables,
+            last_processed_at=watermark,
+            events_folded=folded,
+            published_at=self._clock(),
+            writer_id=self.writer_id,
+        )
+        self._publish(manifest)
+        for name, files in manifest.tables.items():
+            L0_FILES.labels(table=name).set(len(files.deltas))
+        return manifest
+
+    def _result(
+        self, events: int, stale: int, writer: GenerationWriter, conflicts: int
+    ) -> CompactionResult:
+        manifest = self._work.manifest
+        assert manifest is not None  # just published
+        written = tuple(writer.written)
+        return CompactionResult(manifest, events, stale, written, writer.bytes_written, conflicts)
+
+    def _publish(self, manifest: Manifest) -> None:
+        """Publish `manifest` (a seam for tests that simulate a crash before it)."""
+        self.manifests.publish(manifest)

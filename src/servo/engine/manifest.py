@@ -1,0 +1,297 @@
+"""The manifest: which projection files make up each table, published by CAS.
+
+Layout (per tenant and workspace)::
+
+    projections/{tenant}/{workspace}/manifest/{generation:020d}.json   immutable
+    projections/{tenant}/{workspace}/manifest/LATEST                   best-effort hint
+
+Invariants:
+
+- **CAS with fencing** (SPEC §4 invariant 4). Publishing generation N+1 is a
+  create-only write (`put_if_absent`) of its own path. Exactly one writer can create
+  it; every other gets `ManifestConflictError` and must reload and retry. The
+  generation is the fencing token: a compactor that lost the race (or was paused)
+  can never overwrite what the winner published.
+- **Contiguous generations.** A writer publishes N+1 only after loading N, so the
+  existing generations are exactly 1..latest; generation 0 means "no manifest yet"
+  (every table empty).
+- **No listing** (invariant 6). The newest generation is found from the ``LATEST``
+  hint and forward probing with `head`: exponential steps, then binary search, so a
+  hint that lags by k generations costs O(log k) heads. The hint is written after a
+  successful publish with a conditional write; losing that race is ignored, so the
+  hint may lag but never runs ahead of a published manifest.
+- Manifests name every file by path: readers never discover files any other way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from servo.engine.ledger import validate_scope_id
+from servo.errors import (
+    EngineError,
+    ManifestConflictError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+)
+from servo.observability.logging import get_logger
+from servo.storage.base import ObjectStore
+
+log = get_logger(__name__)
+
+#: Version of the manifest JSON document.
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TableFiles:
+    """The files of one projection table.
+
+    Attributes:
+        base: path of the base file, or None when the table has no base yet.
+        deltas: L0 delta files, oldest first; a later file's row wins per key.
+    """
+
+    base: str | None = None
+    deltas: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file of the table, base first."""
+        return self.deltas if self.base is None else (self.base, *self.deltas)
+
+
+EMPTY_TABLE = TableFiles()
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """One published generation of the projections.
+
+    Attributes:
+        generation: the fencing token; generation N+1 is published only over N.
+        tenant_id: tenant the projections belong to.
+        workspace_id: workspace the projections belong to.
+        tables: files per table name; a missing table is empty.
+        last_processed_at: watermark (epoch µs): every event notified to the
+            compactor before this instant is folded into this generation.
+        events_folded: events folded over the whole history (duplicates included).
+        published_at: epoch µs when the writer published this generation.
+        writer_id: id of the compactor that published it.
+    """
+
+    generation: int
+    tenant_id: str
+    workspace_id: str
+    tables: Mapping[str, TableFiles] = field(default_factory=dict)
+    last_processed_at: int = 0
+    events_folded: int = 0
+    published_at: int = 0
+    writer_id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
+
+    def files_of(self, table: str) -> TableFiles:
+        """The files of `table` (empty when the manifest does not name it)."""
+        return self.tables.get(table, EMPTY_TABLE)
+
+    def to_json(self) -> bytes:
+        """The manifest as canonical JSON bytes."""
+        doc = {
+            "format": MANIFEST_FORMAT,
+            "generation": self.generation,
+            "tenant_id": self.tenant_id,
+            "workspace_id": self.workspace_id,
+            "last_processed_at": self.last_processed_at,
+            "events_folded": self.events_folded,
+            "published_at": self.published_at,
+            "writer_id": self.writer_id,
+            "tables": {
+                name: {"base": files.base, "deltas": list(files.deltas)}
+                for name, files in sorted(self.tables.items())
+            },
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = "<bytes>") -> Manifest:
+        """Decode a manifest written by `to_json`.
+
+        Raises:
+            EngineError: not a manifest of a known format; names `source`.
+        """
+        try:
+            doc: dict[str, Any] = json.loads(data)
+            if doc.get("format") != MANIFEST_FORMAT:
+                raise EngineError(
+                    f"{source}: manifest format {doc.get('format')!r} is not supported "
+                    f"(this Servo reads {MANIFEST_FORMAT})"
+                )
+            tables = {
+                name: TableFiles(base=t["base"], deltas=tuple(t["deltas"]))
+                for name, t in doc["tables"].items()
+            }
+            return cls(
+                generation=int(doc["generation"]),
+                tenant_id=doc["tenant_id"],
+                workspace_id=doc["workspace_id"],
+                tables=tables,
+                last_processed_at=int(doc["last_processed_at"]),
+                events_folded=int(doc["events_folded"]),
+                published_at=int(doc["published_at"]),
+                writer_id=str(doc["writer_id"]),
+            )
+        except EngineError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise EngineError(
+                f"{source}: malformed manifest ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+class ManifestStore:
+    """Reads and publishes the manifests of one (tenant, workspace)."""
+
+    def __init__(self, store: ObjectStore, tenant_id: str, workspace_id: str) -> None:
+        validate_scope_id("tenant_id", tenant_id)
+        validate_scope_id("workspace_id", workspace_id)
+        self._store = store
+        self.tenant_id = tenant_id
+        self.workspace_id = workspace_id
+        self.prefix = f"projections/{tenant_id}/{workspace_id}/"
+        self.hint_path = f"{self.prefix}manifest/LATEST"
+        # Store generation of the hint object as last seen by us, for a blind CAS.
+        self._hint_generation: int | None = None
+
+    def path(self, generation: int) -> str:
+        """The path of manifest `generation`."""
+        return f"{self.prefix}manifest/{generation:020d}.json"
+
+    def load(self, generation: int) -> Manifest:
+        """Read manifest `generation`.
+
+        Raises:
+            ObjectNotFoundError: that generation was never published.
+            EngineError: the object is not a manifest of this tenant and workspace.
+        """
+        path = self.path(generation)
+        manifest = Manifest.from_json(self._store.get(path).data, source=path)
+        if (manifest.generation, manifest.tenant_id, manifest.workspace_id) != (
+            generation,
+            self.tenant_id,
+            self.workspace_id,
+        ):
+            raise EngineError(
+                f"{path}: holds generation {manifest.generation} of "
+                f"{manifest.tenant_id}/{manifest.workspace_id}"
+            )
+        return manifest
+
+    def latest_generation(self) -> int:
+        """The newest published generation (0 when none), by hint and probing."""
+        start = self._read_hint()
+        if start > 0 and self._store.head(self.path(start)) is None:
+            start = 0  # a hint naming an absent manifest is ignored (never written so)
+        return self._probe(start)
+
+    def latest(self) -> Manifest | None:
+        """The newest published manifest, or None when nothing was published yet.
+
+        The hint is trusted to name a published generation (it is only written after
+        the publish), which saves a `head`; reading that manifest double-checks it.
+        """
+        generation = self._probe(self._read_hint())
+        if generation == 0:
+            return None
+        try:
+            return self.load(generation)
+        except ObjectNotFoundError:
+            # The hint named a generation that does not exist (damaged or hand-edited):
+            # probe again from scratch.
+            generation = self._probe(0)
+            return None if generation == 0 else self.load(generation)
+
+    def publish(self, manifest: Manifest) -> None:
+        """Create `manifest` as its generation, then advance the hint (best effort).
+
+        Raises:
+            ManifestConflictError: that generation exists already (another writer won).
+        """
+        if manifest.generation < 1:
+            raise EngineError(f"cannot publish generation {manifest.generation}: must be >= 1")
+        if (manifest.tenant_id, manifest.workspace_id) != (self.tenant_id, self.workspace_id):
+            raise EngineError("manifest of another tenant/workspace given to this ManifestStore")
+        path = self.path(manifest.generation)
+        try:
+            self._store.put_if_absent(path, manifest.to_json())
+        except ObjectExistsError as exc:
+            raise ManifestConflictError(
+                f"generation {manifest.generation} of {self.tenant_id}/{self.workspace_id} "
+                "was published by another writer"
+            ) from exc
+        self._write_hint(manifest.generation)
+
+    def _probe(self, known: int) -> int:
+        """The largest existing generation, given that `known` exists (or is 0)."""
+        step = 1
+        while self._store.head(self.path(known + step)) is not None:
+            known += step
+            step *= 2
+        # Invariant: `known` exists (or is 0) and `known + step` does not.
+        low, high = known, known + step
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._store.head(self.path(middle)) is not None:
+                low = middle
+            else:
+                high = middle
+        return low
+
+    def _read_hint(self) -> int:
+        try:
+            stored = self._store.get(self.hint_path)
+        except ObjectNotFoundError:
+            self._hint_generation = None
+            return 0
+        self._hint_generation = stored.generation
+        try:
+            return max(0, int(json.loads(stored.data)["generation"]))
+        except (ValueError, KeyError, TypeError):
+            return 0  # a damaged hint only costs probing
+
+    def _write_hint(self, generation: int) -> None:
+        """Point the hint at `generation`; a lost race leaves it lagging, never ahead."""
+        data = json.dumps({"generation": generation}).encode("utf-8")
+        try:
+            try:
+                if self._hint_generation is None:
+                    self._hint_generation = self._store.put_if_absent(self.hint_path, data)
+                else:
+                    self._hint_generation = self._store.put_if_generation(
+                        self.hint_path, data, self._hint_generation
+                    )
+                return
+            except (ObjectExistsError, PreconditionFailedError):
+                pass
+            # Someone else moved it: re-read, and write only if the hint is behind us
+            # (conditionally on what we read, so it never moves backwards).
+            if self._read_hint() < generation and self._hint_generation is not None:
+                self._hint_generation = self._store.put_if_generation(
+                    self.hint_path, data, self._hint_generation
+                )
+        except StorageError as exc:
+            # The manifest is published; the hint only speeds up `latest`.
+            self._hint_generation = None
+            log.debug(
+                "manifest.hint_not_updated",
+                tenant_id=self.tenant_id,
+                generation=generation,
+                error=str(exc),
+            )

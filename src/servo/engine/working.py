@@ -1,0 +1,112 @@
+"""The compactor's working state: the fold, ahead of the last published manifest.
+
+`WorkingState` holds the `EngineState` as of a manifest plus everything folded since:
+the events (so they can be folded again on top of another writer's state) and the rows
+they changed (what the next publish writes as deltas). It only reads: the manifest
+and the tables a manifest names, never the ledger.
+
+Invariant: ``state == fold(tables of manifest) + fold(pending events)``. Whenever that
+may not hold (a failed fold, a lost publish, an unknown error) the state is reset; the
+next use reloads the latest published snapshot and re-folds the pending events, so
+an event once folded is never lost before it is published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from servo.engine.events import Event
+from servo.engine.fold import EngineState, FoldStats
+from servo.engine.manifest import Manifest, ManifestStore
+from servo.engine.schema import TABLES, TableSpec
+from servo.engine.snapshot import Snapshot
+from servo.storage.base import ObjectStore
+
+
+class WorkingState:
+    """The state of one (tenant, workspace) as of `manifest` plus pending folds.
+
+    Args:
+        store: the object store holding the projections.
+        manifests: the manifests of the (tenant, workspace).
+    """
+
+    def __init__(self, store: ObjectStore, manifests: ManifestStore) -> None:
+        self._store = store
+        self._manifests = manifests
+        #: The manifest the state extends (None: generation 0, or not loaded yet).
+        self.manifest: Manifest | None = None
+        self._state: EngineState | None = None
+        #: Events folded since `manifest`, in folding order.
+        self.events: list[Event] = []
+        #: Events among them that the fold rejected as stale.
+        self.stale = 0
+        self._rows: dict[str, list[list[Any]]] = {}
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the state is in memory (False after a reset)."""
+        return self._state is not None
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether any row changed since `manifest`."""
+        return bool(self._rows)
+
+    def state(self) -> EngineState:
+        """The state, reloading the latest snapshot and re-folding after a reset."""
+        if self._state is not None:
+            return self._state
+        manifest = self._manifests.latest()
+        snapshot = Snapshot(self._store, manifest)
+        state = EngineState.from_rows(
+            self._manifests.tenant_id,
+            self._manifests.workspace_id,
+            {spec.name: snapshot.rows(spec.name) for spec in TABLES},
+        )
+        self._rows = {}
+        if self.events:
+            state.apply(self.events)
+        self._collect(state)
+        self.manifest, self._state = manifest, state
+        return state
+
+    def reset(self) -> None:
+        """Forget the state (keep the pending events): the next use reloads."""
+        self._state = None
+
+    def fold(self, events: Sequence[Event]) -> FoldStats:
+        """Fold `events`; on any error the state is reset and `events` are dropped."""
+        state = self.state()
+        try:
+            stats = state.apply(events)
+        except BaseException:
+            self.reset()
+            raise
+        self.events.extend(events)
+        self.stale += stats.stale_rejected
+        self._collect(state)
+        return stats
+
+    def changed_rows(self, spec: TableSpec) -> list[Any]:
+        """Rows of `spec` changed since `manifest`, one per key (the latest)."""
+        chunks = self._rows.get(spec.name, [])
+        if len(chunks) <= 1:
+            return chunks[0] if chunks else []
+        return list({spec.key_of(row): row for chunk in chunks for row in chunk}.values())
+
+    def published(self, manifest: Manifest) -> None:
+        """`manifest` now holds everything pending: start afresh from it."""
+        self.manifest = manifest
+        self.events, self.stale, self._rows = [], 0, {}
+
+    def replace(self, state: EngineState, manifest: Manifest) -> None:
+        """Adopt `state`, whose content `manifest` holds (after a rebuild)."""
+        self.published(manifest)
+        self._state = state
+
+    def _collect(self, state: EngineState) -> None:
+        for name, rows in state.take_changes().items():
+            if rows:
+                self._rows.setdefault(name, []).append(rows)
