@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import servo
 
+from ._cli import QUICKSTART, run, run_json, write
+
 pytestmark = pytest.mark.e2e
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
-SERVO = shutil.which("servo")
-COMMAND = [SERVO] if SERVO else [sys.executable, "-m", "servo.cli"]
-
-
-def run(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SERVO_")}
-    environ.update(env)
-    return subprocess.run(
-        [*COMMAND, *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def run_json(*args: str, **kw: Any) -> Any:
-    result = run(*args, "--json", **kw)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -50,11 +25,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def test_version() -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from servo.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from servo.config.settings import Settings
     from servo.sdk.definitions import Definitions
 
 #: Loaded when neither ``--defs`` nor ``SERVO_DEFS`` is given and it exists.
@@ -26,13 +27,14 @@ class CliState:
     config: Path | None = None
 
 
-def configure(state: CliState | None) -> None:
+def configure(state: CliState | None) -> Settings:
     """Load settings (``--config``, files, ``SERVO_*``) and configure logging from them."""
     from servo.config.settings import load_settings
     from servo.observability.logging import configure_logging
 
     settings = load_settings(config_file=state.config if state else None)
     configure_logging(settings.log.level, settings.log.format)
+    return settings
 
 
 def resolve_target(defs: str | None, cwd: Path | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The ``servo`` command: ``plan``, ``lineage``, ``assets`` and ``--version``.
+"""The ``servo`` command: ``plan``, ``lineage``, ``assets``, ``materialize``, ``runs``.
 
 Exit codes: 0 on success; 2 for usage errors and for definition, selection or
 configuration errors (any `ServoError`), which print one line to stderr,
@@ -122,6 +122,16 @@ def assets(ctx: typer.Context, defs: DefsOption = None, as_json: JsonOption = Fa
         render.write_json({"assets": [render.asset_payload(d) for d in definitions.values()]})
     else:
         render.print_assets(definitions)
+
+
+def _register_run_commands() -> None:
+    from servo.cli.runs import materialize, runs_app
+
+    app.command()(materialize)
+    app.add_typer(runs_app, name="runs")
+
+
+_register_run_commands()
 
 
 def _fail(message: str) -> int:

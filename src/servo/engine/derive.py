@@ -13,8 +13,10 @@ Rules (ADR 0003):
   edge resolved FAILED/SKIPPED (or CANCELLED); READY when every edge is satisfied
   (TaskBecameReady); PENDING otherwise.
 - Current attempt ended: SUCCEEDED on success. On failure: CANCELLED if the run was
-  cancelled; RETRY_WAIT when the error is retryable and attempts remain, READY once
-  that attempt's retry timer fired; FAILED otherwise.
+  cancelled; READY at once when its worker was lost (redelivery, which does not use
+  the retry budget, at most `MAX_REDELIVERIES` times); RETRY_WAIT when the error is
+  retryable and attempts remain, READY once that attempt's retry timer fired; FAILED
+  otherwise.
 - Current attempt open: RUNNING once started, else DISPATCHED.
 """
 
@@ -25,6 +27,10 @@ from dataclasses import dataclass, replace
 
 from servo.engine import schema as s
 from servo.engine.schema import AttemptRow, DepRow, TaskRow, TimerRow
+
+#: Redeliveries of attempts whose worker was lost, before the loss counts as failure.
+MAX_REDELIVERIES = 3
+WORKER_LOST = "worker_lost"
 
 #: How an upstream's terminal status resolves the edges to its downstream tasks.
 RESOLUTION_OF_STATUS = {
@@ -133,12 +139,21 @@ def derive_task(
     )
     if cancel_requested_at is not None:
         return replace(failed, status=s.CANCELLED)
-    if current.retryable and current.attempt < task.max_attempts:
+    lost = sum(1 for a in winners.values() if _worker_lost(a))
+    if _worker_lost(current):
+        if lost <= MAX_REDELIVERIES:
+            return replace(failed, status=s.READY, ready_at=current.end_at)
+        return failed
+    if current.retryable and len(winners) - lost < task.max_attempts:
         fired_at = _retry_fired_at(timers, current.attempt)
         if fired_at is None:
             return replace(failed, status=s.RETRY_WAIT)
         return replace(failed, status=s.READY, ready_at=fired_at)
     return failed
+
+
+def _worker_lost(attempt: AttemptRow) -> bool:
+    return attempt.end_kind == "abandoned" and attempt.error_type == WORKER_LOST
 
 
 def _before_first_attempt(

@@ -31,7 +31,7 @@ SCHEMA_VERSION = 1
 DependencyType = Literal["data", "metadata", "control"]
 Outcome = Literal["succeeded", "failed"]
 TimerKind = Literal["retry", "heartbeat_check", "task_timeout"]
-AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled"]
+AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled", "worker_lost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,8 @@ class PlannedTask:
         max_attempts: attempts allowed by the retry policy (>= 1).
         retry: the retry policy's parameters (for the timer controller), or None.
         timeout_s: the asset's timeout in seconds, or None.
+        pinned_inputs: (dependency, location, format) of upstream values that come
+            from earlier runs (dependencies outside this run), fixed at planning.
     """
 
     task_key: str
@@ -69,6 +71,7 @@ class PlannedTask:
     max_attempts: int = 1
     retry: Mapping[str, Any] | None = None
     timeout_s: float | None = None
+    pinned_inputs: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PlannedTask:
@@ -80,6 +83,7 @@ class PlannedTask:
             max_attempts=int(raw.get("max_attempts", 1)),
             retry=raw.get("retry"),
             timeout_s=raw.get("timeout_s"),
+            pinned_inputs=tuple((p[0], p[1], p[2]) for p in raw.get("pinned_inputs", ())),
         )
 
 
@@ -196,7 +200,13 @@ class TaskFinished(Payload):
 
 @dataclass(frozen=True, slots=True)
 class AttemptAbandoned(Payload):
-    """The engine ended an attempt it gave up on (timeout, missed heartbeat, cancel)."""
+    """The engine ended an attempt it gave up on.
+
+    Reasons: ``timeout``, ``heartbeat_missed``, ``cancelled``, and ``worker_lost`` (the
+    process running it is gone, e.g. the embedded runner restarted after a crash).
+    A lost worker is redelivered without using the retry budget, up to
+    `servo.engine.derive.MAX_REDELIVERIES` times.
+    """
 
     type_name: ClassVar[str] = "AttemptAbandoned"
     reason: AbandonReason = "timeout"
@@ -209,6 +219,8 @@ class TimerRequested(Payload):
     """A durable timer: act on the attempt at `due_at` (epoch µs)."""
 
     type_name: ClassVar[str] = "TimerRequested"
+    #: Timers name the attempt number they act on; they carry no attempt_id.
+    attempt_scoped: ClassVar[bool] = False
     timer_id: str = ""
     kind: TimerKind = "retry"
     due_at: int = 0
@@ -219,6 +231,8 @@ class TimerFired(Payload):
     """The timer was delivered and acted upon."""
 
     type_name: ClassVar[str] = "TimerFired"
+    #: Timers name the attempt number they act on; they carry no attempt_id.
+    attempt_scoped: ClassVar[bool] = False
     timer_id: str = ""
 
 

@@ -115,6 +115,29 @@ class EngineState:
         """All current rows of `table`."""
         return self.tables[table].values()
 
+    def run(self, run_id: str) -> RunRow | None:
+        """The run row, or None (a placeholder made by an early cancel counts as None)."""
+        row: RunRow | None = self.tables["runs"].get((run_id,))
+        return row if row is not None and row.request_event_id else None
+
+    def tasks_of(self, run_id: str) -> list[TaskRow]:
+        """The run's task rows, in plan order."""
+        return list(self._tasks_of_run.get(run_id, ()))
+
+    def task(self, run_id: str, task_key: str) -> TaskRow | None:
+        """One task row, or None."""
+        row: TaskRow | None = self.tables["tasks"].get((run_id, task_key))
+        return row
+
+    def deps_of(self, run_id: str, task_key: str) -> list[DepRow]:
+        """The task's edges, in plan order."""
+        return list(self._deps_of.get((run_id, task_key), ()))
+
+    def outbox(self, dispatch: str) -> OutboxRow | None:
+        """The outbox row of a dispatch id, or None."""
+        row: OutboxRow | None = self.tables["dispatch_outbox"].get((dispatch,))
+        return row
+
     def take_changes(self) -> dict[str, list[Any]]:
         """Rows changed since the last call, per table (every table present)."""
         changes = {
@@ -218,6 +241,11 @@ class EngineState:
                     if planned.retry is None
                     else json.dumps(planned.retry, sort_keys=True),
                     timeout_s=planned.timeout_s,
+                    pinned_inputs=(
+                        json.dumps([list(p) for p in planned.pinned_inputs])
+                        if planned.pinned_inputs
+                        else None
+                    ),
                 )
                 tasks[tkey] = task
                 self._tasks_of_run[event.run_id].append(task)

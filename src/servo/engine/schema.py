@@ -113,6 +113,8 @@ class TaskRow:
     output_format: str | None = None
     output_size: int | None = None
     output_rows: int | None = None
+    #: JSON list of [dependency, location, format] fixed at planning, or None.
+    pinned_inputs: str | None = None
 
 
 @dataclass(slots=True)
@@ -282,7 +284,8 @@ TASKS = _spec(
      "deps_satisfied_count": _I32, "max_attempts": _I32, "retry": _S, "timeout_s": _F64,
      "status": _S, "attempt": _I32, "attempt_id": _S, "ready_at": _I64, "started_at": _I64,
      "heartbeat_at": _I64, "finished_at": _I64, "error_type": _S, "error_message": _S,
-     "output_location": _S, "output_format": _S, "output_size": _I64, "output_rows": _I64},
+     "output_location": _S, "output_format": _S, "output_size": _I64, "output_rows": _I64,
+     "pinned_inputs": _S},
 )  # fmt: skip
 ATTEMPTS = _spec(
     "attempts", AttemptRow, ["run_id", "task_key", "attempt", "attempt_id"],

@@ -16,13 +16,16 @@ import structlog
 
 LogFormat = Literal["json", "console"]
 
-_SECRET_MARKERS = ("password", "passwd", "secret", "token", "authorization", "api_key", "apikey")
+_SECRET_MARKERS = (
+    "password", "passwd", "secret", "token", "authorization", "credential", "cookie",
+    "api_key", "apikey", "private_key", "access_key", "signing_key", "hmac_key",
+)  # fmt: skip
 _REDACTED = "[redacted]"
 
 
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS) or lowered.endswith("_key")
+    return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 def redact_secrets(

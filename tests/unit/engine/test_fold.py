@@ -250,3 +250,24 @@ def test_incremental_after_reload_equals_rebuild(
     reloaded = EngineState.from_rows(TENANT, WORKSPACE, rows)
     reloaded.apply(permuted[cut:])
     assert arrow_tables_of(reloaded) == arrow_tables_of(fold(events))
+
+
+def test_lost_worker_is_redelivered_without_using_the_retry_budget() -> None:
+    h = History()
+    h.request({"a": []}, max_attempts=1)
+    for attempt in (1, 2):
+        aid = h.dispatch("a", attempt)
+        h.emit(ev.AttemptAbandoned(reason="worker_lost", retryable=True), "a", attempt, aid)
+        assert task(fold(h.events), "a").status == s.READY
+    h.run_attempt("a", 3)
+    assert task(fold(h.events), "a").status == s.SUCCEEDED
+
+
+def test_lost_worker_redeliveries_are_bounded() -> None:
+    h = History()
+    h.request({"a": []})
+    for attempt in range(1, 6):
+        aid = h.dispatch("a", attempt)
+        h.emit(ev.AttemptAbandoned(reason="worker_lost", retryable=True), "a", attempt, aid)
+    state = fold(h.events)
+    assert (task(state, "a").status, task(state, "a").error_type) == (s.FAILED, "worker_lost")

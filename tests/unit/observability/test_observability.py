@@ -13,14 +13,22 @@ from servo.observability.logging import configure_logging, get_logger
 def test_json_logs_carry_context_and_redact_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", "json")
     get_logger("test").info(
-        "thing.happened", run_id="r1", tenant_id="t1", api_token="s3cret", db_password="pw"
+        "thing.happened",
+        run_id="r1",
+        tenant_id="t1",
+        task_key="orders",
+        idempotency_key="nightly",
+        api_token="s3cret",
+        db_password="pw",
+        gcp_private_key="pk",
     )
     captured = capsys.readouterr()
     assert captured.out == ""
     line = json.loads(captured.err.strip().splitlines()[-1])
     assert line["event"] == "thing.happened"
     assert (line["run_id"], line["tenant_id"], line["level"]) == ("r1", "t1", "info")
-    assert line["api_token"] == line["db_password"] == "[redacted]"
+    assert line["api_token"] == line["db_password"] == line["gcp_private_key"] == "[redacted]"
+    assert (line["task_key"], line["idempotency_key"]) == ("orders", "nightly")
     assert "s3cret" not in captured.err
 
 

@@ -1,0 +1,117 @@
+"""Output of the run commands: progress bar, run summary tables, JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from servo.engine.schema import RunRow, TaskRow
+
+_DONE = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"})
+
+
+def write_json(payload: Mapping[str, Any]) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+def _when(us: int | None) -> str:
+    if us is None:
+        return "-"
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Progress:
+    """A live bar on stderr: done / running / failed / skipped."""
+
+    def __init__(self, *, enabled: bool, resumed: bool) -> None:
+        self._enabled = enabled
+        self._resumed = resumed
+        self._bar: RichProgress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self._enabled:
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._bar.__enter__()
+            label = "resuming" if self._resumed else "materializing"
+            self._task = self._bar.add_task(label, total=None, detail="")
+        return self
+
+    def update(self, run: RunRow, tasks: list[TaskRow]) -> None:
+        if self._bar is None:
+            return
+        statuses = [t.status for t in tasks]
+        detail = (
+            f"running {statuses.count('RUNNING') + statuses.count('DISPATCHED')}  "
+            f"failed {statuses.count('FAILED')}  skipped {statuses.count('SKIPPED')}"
+        )
+        done = sum(1 for st in statuses if st in _DONE)
+        self._bar.update(self._task, total=len(tasks), completed=done, detail=detail)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def print_run(run: RunRow, tasks: list[TaskRow]) -> None:
+    """The run's header and one row per asset."""
+    console = Console()
+    console.print(f"run [bold]{run.run_id}[/bold]: {run.status.lower()}")
+    table = Table("asset", "status", "attempts", "seconds", "rows")
+    for task in tasks:
+        seconds = (
+            f"{(task.finished_at - task.started_at) / 1e6:.3f}"
+            if task.finished_at and task.started_at
+            else "-"
+        )
+        rows = "-" if task.output_rows is None else str(task.output_rows)
+        table.add_row(task.task_key, task.status.lower(), str(task.attempt), seconds, rows)
+    console.print(table)
+    for task in tasks:
+        if task.error_type and task.status != "SUCCEEDED":
+            console.print(
+                f"{task.task_key} {task.status.lower()}: {task.error_type}: {task.error_message}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+
+
+def run_summary(run: RunRow) -> dict[str, Any]:
+    """One run for ``runs list --json``."""
+    return {
+        "run_id": run.run_id,
+        "status": run.status.lower(),
+        "tasks": run.n_tasks,
+        "succeeded": run.n_succeeded,
+        "failed": run.n_failed,
+        "skipped": run.n_skipped,
+        "requested_at": run.requested_at,
+        "completed_at": run.completed_at,
+    }
+
+
+def print_runs(runs: list[RunRow]) -> None:
+    """A table of runs."""
+    table = Table("run", "status", "tasks", "ok", "failed", "skipped", "requested (UTC)")
+    for run in runs:
+        table.add_row(run.run_id, run.status.lower(), str(run.n_tasks), str(run.n_succeeded),
+                      str(run.n_failed), str(run.n_skipped), _when(run.requested_at))  # fmt: skip
+    Console().print(table)

@@ -1,0 +1,81 @@
+"""The run controller: turn a selection of assets into a run's plan.
+
+Dependencies inside the selection become edges of the run. A dependency outside
+the selection is read from that asset's latest successful materialization, pinned
+into the plan so that every attempt of the task reads the same value; an asset
+never materialized before cannot be read, and planning says which one to select.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from servo.engine import events as ev
+from servo.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from servo.sdk.definitions import Definitions
+
+
+#: A materialized value: (location, format).
+Materialization = tuple[str, str]
+
+
+def _max_attempts_and_retry(retry: object) -> tuple[int, dict[str, object] | None]:
+    to_dict = getattr(retry, "to_dict", None)
+    if retry is None or to_dict is None:
+        return 1, None
+    params: dict[str, object] = to_dict()
+    max_attempts = params.get("max_attempts", 1)
+    return (max_attempts if isinstance(max_attempts, int) else 1), params
+
+
+def plan_tasks(
+    defs: Definitions,
+    selected: Sequence[str],
+    latest: Mapping[str, Materialization] | None = None,
+) -> tuple[ev.PlannedTask, ...]:
+    """The planned tasks of a run over `selected` assets (in the given order).
+
+    Args:
+        defs: the loaded definitions.
+        selected: asset names to materialize, in topological order.
+        latest: latest successful materialization per asset, for dependencies
+            outside the selection.
+
+    Raises:
+        DefinitionError: a dependency outside the selection was never materialized.
+    """
+    chosen = set(selected)
+    latest = latest or {}
+    tasks = []
+    for name in selected:
+        definition = defs.assets[name]
+        deps: list[tuple[str, ev.DependencyType]] = []
+        pinned: list[tuple[str, str, str]] = []
+        for dep in definition.dependencies:
+            if dep.name in chosen:
+                deps.append((dep.name, dep.type))
+                continue
+            found = latest.get(dep.name)
+            if found is None:
+                raise DefinitionError(
+                    f"asset '{name}' needs '{dep.name}', which is not selected and has never "
+                    f"been materialized; select it too (e.g. '+{name}')"
+                )
+            if dep.type == "data":
+                pinned.append((dep.name, found[0], found[1]))
+        max_attempts, retry = _max_attempts_and_retry(definition.retry)
+        tasks.append(
+            ev.PlannedTask(
+                task_key=name,
+                asset_key=name,
+                deps=tuple(deps),
+                max_attempts=max_attempts,
+                retry=retry,
+                timeout_s=definition.timeout,
+                pinned_inputs=tuple(pinned),
+            )
+        )
+    return tuple(tasks)
