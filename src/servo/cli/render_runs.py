@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
@@ -26,7 +27,7 @@ def write_json(payload: Mapping[str, Any]) -> None:
 def _when(us: int | None) -> str:
     if us is None:
         return "-"
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%m-%d %H:%M:%S")
 
 
 class Progress:
@@ -110,7 +111,10 @@ def run_summary(run: RunRow) -> dict[str, Any]:
 
 def print_runs(runs: list[RunRow]) -> None:
     """A table of runs."""
-    table = Table("run", "status", "tasks", "ok", "failed", "skipped", "requested (UTC)")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("run", no_wrap=True, min_width=26)
+    for column in ("status", "tasks", "ok", "fail", "skip", "requested UTC"):
+        table.add_column(column, no_wrap=True)
     for run in runs:
         table.add_row(run.run_id, run.status.lower(), str(run.n_tasks), str(run.n_succeeded),
                       str(run.n_failed), str(run.n_skipped), _when(run.requested_at))  # fmt: skip

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from servo.engine.ids import new_ulid, now_us
@@ -34,6 +34,28 @@ TimerKind = Literal["retry", "heartbeat_check", "task_timeout"]
 AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled", "worker_lost"]
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form of a payload value (dataclasses, tuples and mappings nested)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    names = _field_names(type(value))
+    return {name: _plain(getattr(value, name)) for name in names}
+
+
 @dataclass(frozen=True, slots=True)
 class Payload:
     """Base of every payload; `type_name` is the event's `type`."""
@@ -45,7 +67,7 @@ class Payload:
     attempt_scoped: ClassVar[bool] = True
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
 
 
 @dataclass(frozen=True, slots=True)

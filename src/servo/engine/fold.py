@@ -78,6 +78,7 @@ class EngineState:
         self._timers_of: dict[TaskId, list[TimerRow]] = defaultdict(list)
         self._tasks_of_run: dict[str, list[TaskRow]] = defaultdict(list)
         self._status_counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self._status_changes: set[TaskId] = set()
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -137,6 +138,14 @@ class EngineState:
         """The outbox row of a dispatch id, or None."""
         row: OutboxRow | None = self.tables["dispatch_outbox"].get((dispatch,))
         return row
+
+    def take_status_changes(self) -> list[TaskRow]:
+        """Tasks created or whose status changed since the last call (for controllers
+        that react to changes instead of scanning every task)."""
+        tasks = self.tables["tasks"]
+        changed = [tasks[tid] for tid in self._status_changes if tid in tasks]
+        self._status_changes.clear()
+        return changed
 
     def take_changes(self) -> dict[str, list[Any]]:
         """Rows changed since the last call, per table (every table present)."""
@@ -250,6 +259,7 @@ class EngineState:
                 tasks[tkey] = task
                 self._tasks_of_run[event.run_id].append(task)
                 self._status_counts[event.run_id][task.status] += 1
+                self._status_changes.add(tkey)
                 self._touch("tasks", tkey)
             for upstream, dep_type in planned.deps:
                 dkey = (event.run_id, planned.task_key, upstream)
@@ -394,6 +404,7 @@ class EngineState:
                 self._touch("tasks", tid)
             self._derive_outbox(task)
             if task.status != old_status:
+                self._status_changes.add(tid)
                 counts = self._status_counts[tid[0]]
                 counts[old_status] -= 1
                 counts[task.status] += 1
@@ -413,6 +424,7 @@ class EngineState:
     def _derive_outbox(self, task: TaskRow) -> None:
         """One outbox row per winning dispatch of the task's attempts."""
         tid = (task.run_id, task.task_key)
+        outbox = self.tables["dispatch_outbox"]
         for number, attempt in current_attempts(self._attempts_of.get(tid, ())).items():
             did = dispatch_id(self.tenant_id, self.workspace_id, task.run_id, task.task_key, number)
             if attempt.end_event_id is not None:
@@ -421,9 +433,19 @@ class EngineState:
                 status = s.OUTBOX_ENQUEUED
             else:
                 status = s.OUTBOX_PENDING
-            row = OutboxRow(
+            requested_at = attempt.dispatch_at or 0
+            found: OutboxRow | None = outbox.get((did,))
+            if (
+                found is not None
+                and found.status == status
+                and found.attempt_id == attempt.attempt_id
+                and found.requested_at == requested_at
+                and found.enqueued_at == attempt.enqueued_at
+            ):
+                continue
+            outbox[(did,)] = OutboxRow(
                 dispatch_id=did,
-                cloud_task_id=cloud_task_id(did),
+                cloud_task_id=cloud_task_id(did) if found is None else found.cloud_task_id,
                 run_id=task.run_id,
                 task_key=task.task_key,
                 attempt=number,
@@ -431,13 +453,10 @@ class EngineState:
                 asset_key=task.asset_key,
                 partition_key=task.partition_key,
                 status=status,
-                requested_at=attempt.dispatch_at or 0,
+                requested_at=requested_at,
                 enqueued_at=attempt.enqueued_at,
             )
-            outbox = self.tables["dispatch_outbox"]
-            if outbox.get((did,)) != row:
-                outbox[(did,)] = row
-                self._touch("dispatch_outbox", (did,))
+            self._touch("dispatch_outbox", (did,))
 
     def _derive_run(self, run_id: str) -> None:
         run = self.tables["runs"].get((run_id,))

@@ -2,21 +2,20 @@
 
 Loop, until the run ends:
 
-1. take the reports of finished attempts (their events are already in the ledger)
-   and fold them;
+1. take the events of running and ended attempts and fold them;
 2. run the controllers on the folded state: READY tasks get `DispatchRequested`,
-   tasks waiting to retry get a retry timer, due timers fire; write those events to
-   the ledger, then fold them;
-3. hand every PENDING outbox row of the run to the pool under its deterministic id,
-   and record `DispatchEnqueued`;
-4. publish the projections when `publish_interval_s` has passed, and when the run ends.
+   tasks waiting to retry get a retry timer, due timers fire; fold those events;
+3. write every event folded since the last write to the ledger as ONE batch;
+4. hand every PENDING outbox row of the run to the pool under its deterministic id
+   (`DispatchEnqueued` is folded now and written with the next batch);
+5. publish the projections when `publish_interval_s` has passed, and when the run ends.
 
-Every event is in the ledger before it is folded, and only folded state drives an
-action, so `kill -9` at any point loses nothing: on start the runner folds the
-ledger objects the last manifest may not reflect (`servo.engine.recovery`) and
-gives up on attempts no live worker holds (`AttemptAbandoned(worker_lost)`, which
-redelivers them). A task whose result was recorded is not run again (the worker
-runtime's idempotency record).
+Every event is in the ledger before anything it caused happens — an attempt is
+enqueued, or projections are published — so `kill -9` at any point loses nothing:
+on start the runner folds the ledger objects the last manifest may not reflect
+(`servo.engine.recovery`) and gives up on attempts no live worker holds
+(`AttemptAbandoned(worker_lost)`, which redelivers them). A task whose result was
+recorded is not run again (the worker runtime's idempotency record).
 """
 
 from __future__ import annotations
@@ -51,6 +50,19 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
+TaskId = tuple[str, str]
+#: Queue items: events from in-process workers, or an attempt that ended.
+_Item = tuple[list[ev.Event], None] | tuple[TaskRequest, TaskReport | BaseException]
+
+
+class _QueueSink:
+    """In-process workers hand events to the runner, which batches them into the ledger."""
+
+    def __init__(self, items: queue.SimpleQueue[_Item]) -> None:
+        self._items = items
+
+    def emit(self, event: ev.Event) -> None:
+        self._items.put(([event], None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,7 @@ class RunnerOptions:
     workspace_id: str = "default"
     concurrency: int = 4
     pool: PoolMode = "thread"
-    publish_interval_s: float = 0.25
+    publish_interval_s: float = 1.0
     process_spec: ProcessRuntimeSpec | None = None
 
 
@@ -106,17 +118,25 @@ class EmbeddedRunner:
         tenant, workspace = self.options.tenant_id, self.options.workspace_id
         self.compactor = Compactor(store, tenant, workspace, clock=clock)
         self._ledger = LedgerWriter(store, tenant, workspace)
-        self._reports: queue.SimpleQueue[tuple[TaskRequest, TaskReport | BaseException]] = (
-            queue.SimpleQueue()
+        self._reports: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        runtime = TaskRuntime(
+            store,
+            defs,
+            worker_id=f"embedded-{new_ulid()}",
+            sink=_QueueSink(self._reports),
+            clock=clock,
         )
         self._dispatcher = LocalPoolDispatcher(
-            TaskRuntime(store, defs, worker_id=f"embedded-{new_ulid()}", clock=clock),
+            runtime,
             lambda request, report: self._reports.put((request, report)),
             concurrency=self.options.concurrency,
             mode=self.options.pool,
             process_spec=self.options.process_spec,
         )
         self._inflight: set[str] = set()
+        self._unwritten: list[ev.Event] = []
+        self._watched: tuple[EngineState, str] | None = None
+        self._pending: set[TaskId] = set()
         self._recovered = False
         self._last_publish = 0.0
         self._drained_at = 0
@@ -183,6 +203,7 @@ class EmbeddedRunner:
         self._drain()
         while True:
             self._control(run_id)
+            self._flush()
             self._dispatch(run_id)
             run = self.state.run(run_id)
             assert run is not None
@@ -220,10 +241,16 @@ class EmbeddedRunner:
             self.compactor.fold(events)
 
     def _append(self, events: list[ev.Event]) -> None:
-        """Write events to the ledger, then fold them (never the other way round)."""
+        """Fold events now; `_flush` writes them before anything acts on them."""
         if events:
-            self._ledger.append(events)
             self._fold(events)
+            self._unwritten.extend(events)
+
+    def _flush(self) -> None:
+        """Write every folded-but-unwritten event to the ledger as one batch."""
+        if self._unwritten:
+            self._ledger.append(self._unwritten)
+            self._unwritten = []
 
     def _recover(self) -> None:
         if self._recovered:
@@ -277,22 +304,34 @@ class EmbeddedRunner:
             self._append(events)
 
     def _drain(self, timeout: float = 0.0) -> None:
-        """Fold the reports of finished attempts, waiting up to `timeout` for the first."""
-        events: list[ev.Event] = []
+        """Take worker events and ended attempts, waiting up to `timeout` for the first.
+
+        Events from in-process workers are written to the ledger here, as one batch,
+        before they are folded; events a worker process already wrote are folded as
+        they are.
+        """
+        to_write: list[ev.Event] = []
+        written: list[ev.Event] = []
         block = timeout > 0
         while True:
             try:
-                request, report = self._reports.get(block=block, timeout=timeout if block else None)
+                first, second = self._reports.get(block=block, timeout=timeout if block else None)
             except queue.Empty:
                 break
             block = False
-            self._inflight.discard(request.dispatch_id)
-            if isinstance(report, BaseException):
-                events.extend(self._runtime_failed(request, report))
+            if second is None:
+                assert isinstance(first, list)
+                to_write.extend(first)
+                continue
+            assert isinstance(first, TaskRequest)
+            self._inflight.discard(first.dispatch_id)
+            if isinstance(second, BaseException):
+                to_write.extend(self._runtime_failed(first, second))
             else:
-                events.extend(report.events)
+                written.extend(second.events)
         self._drained_at = self._clock()
-        self._fold(events)
+        self._fold(written)
+        self._append(to_write)
 
     def _runtime_failed(self, request: TaskRequest, error: BaseException) -> list[ev.Event]:
         """The runtime could not report (e.g. the ledger write failed): redeliver."""
@@ -305,21 +344,35 @@ class EmbeddedRunner:
             error=str(error),
             **self._scope(),
         )
-        event = ev.Event.new(
-            ev.AttemptAbandoned(reason="worker_lost"),
-            run_id=request.run_id,
-            task_key=request.task_key,
-            attempt=request.attempt,
-            attempt_id=request.attempt_id,
-            emitted_at=self._clock(),
-            **self._scope(),
-        )
-        self._ledger.append([event])
-        return [event]
+        return [
+            ev.Event.new(
+                ev.AttemptAbandoned(reason="worker_lost"),
+                run_id=request.run_id,
+                task_key=request.task_key,
+                attempt=request.attempt,
+                attempt_id=request.attempt_id,
+                emitted_at=self._clock(),
+                **self._scope(),
+            )
+        ]
+
+    def _changed(self, run_id: str) -> list[s.TaskRow]:
+        """Tasks of `run_id` that may need an action: those whose status changed since
+        the last call, or every task when the state was (re)loaded or the run is new."""
+        state = self.state
+        if self._watched != (state, run_id):
+            self._watched = (state, run_id)
+            state.take_status_changes()
+            self._pending = {(t.run_id, t.task_key) for t in state.tasks_of(run_id)}
+        else:
+            self._pending.update(
+                (t.run_id, t.task_key) for t in state.take_status_changes() if t.run_id == run_id
+            )
+        return [t for tid in self._pending if (t := state.task(*tid)) is not None]
 
     def _control(self, run_id: str) -> None:
         state = self.state
-        tasks = state.tasks_of(run_id)
+        tasks = self._changed(run_id)
         now = self._clock()
         timers = state.tables["timers"]
         events = request_retry_timers(tasks, lambda tid: (tid,) in timers, now=now, **self._scope())
@@ -330,22 +383,26 @@ class EmbeddedRunner:
             **self._scope(),
         )
         events.extend(due.events)
-        self._append(events)
-        self._append(
+        events.extend(
             dispatch_ready(
-                state.tasks_of(run_id),
+                tasks,
                 tenant_id=self.options.tenant_id,
                 workspace_id=self.options.workspace_id,
-                now=self._clock(),
+                now=now,
             )
         )
+        self._pending.difference_update(
+            (t.run_id, t.task_key) for t in tasks if t.status in (s.READY, s.RETRY_WAIT)
+        )
+        self._append(events)
 
     def _dispatch(self, run_id: str) -> None:
         state = self.state
         enqueued = []
-        tasks = state.tasks_of(run_id)
-        by_key = {t.task_key: t for t in tasks}
-        for task in tasks:
+        for task in self._changed(run_id):
+            if task.status in (s.READY, s.RETRY_WAIT):
+                continue  # the controllers act on it next
+            self._pending.discard((task.run_id, task.task_key))
             if task.status != s.DISPATCHED:
                 continue
             did = dispatch_id(
@@ -365,12 +422,17 @@ class EmbeddedRunner:
                     "load the definitions the run was started with"
                 )
             data_deps = tuple(d.name for d in definition.dependencies if d.type == "data")
+            upstream = {
+                dep.upstream_task_key: found
+                for dep in state.deps_of(run_id, task.task_key)
+                if (found := state.task(run_id, dep.upstream_task_key)) is not None
+            }
             request = build_request(
                 self.options.tenant_id,
                 self.options.workspace_id,
                 row,
                 task,
-                by_key,
+                upstream,
                 data_deps,
                 self._defs.source,
             )
@@ -393,6 +455,7 @@ class EmbeddedRunner:
     def _publish(self, *, force: bool) -> None:
         elapsed = time.monotonic() - self._last_publish
         if force or elapsed >= self.options.publish_interval_s:
+            self._flush()
             self.compactor.publish(taken_at=self._drained_at or self._clock())
             self._last_publish = time.monotonic()
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from servo.dispatch.request import TaskRequest
 from servo.engine import events as ev
@@ -51,10 +51,11 @@ _TRACEBACK_LIMIT = 16000
 
 @dataclass(slots=True)
 class TaskReport:
-    """What one execution wrote to the ledger.
+    """What one execution reported.
 
     Attributes:
-        events: the events, in order (the embedded runner folds them in memory).
+        events: the events the sink wrote to the ledger, in order (the embedded runner
+            folds them in memory without reading them back).
         paths: the ledger objects they were written to.
         reused: the result came from the idempotency record; the asset did not run.
     """
@@ -62,6 +63,32 @@ class TaskReport:
     events: list[ev.Event] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     reused: bool = False
+
+
+class EventSink(Protocol):
+    """Where the runtime sends the events of an attempt."""
+
+    def emit(self, event: ev.Event) -> str | None:
+        """Deliver `event`; return the ledger path if it was written, else None
+        (the receiver then writes it to the ledger before folding it)."""
+        ...
+
+
+class LedgerSink:
+    """Writes each event to the ledger at once (HTTP and process workers)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._writers: dict[tuple[str, str], LedgerWriter] = {}
+        self._lock = threading.Lock()
+
+    def emit(self, event: ev.Event) -> str:
+        key = (event.tenant_id, event.workspace_id)
+        with self._lock:
+            writer = self._writers.get(key)
+            if writer is None:
+                writer = self._writers[key] = LedgerWriter(self._store, *key)
+        return writer.append([event])
 
 
 def result_path(request: TaskRequest) -> str:
@@ -78,23 +105,14 @@ class TaskRuntime:
         defs: Definitions,
         *,
         worker_id: str = "local",
+        sink: EventSink | None = None,
         clock: Callable[[], int] = now_us,
     ) -> None:
         self._store = store
         self._defs = defs
         self._worker_id = worker_id
+        self._sink = sink if sink is not None else LedgerSink(store)
         self._clock = clock
-        self._writers: dict[tuple[str, str], LedgerWriter] = {}
-        self._lock = threading.Lock()
-
-    def _writer(self, request: TaskRequest) -> LedgerWriter:
-        key = (request.tenant_id, request.workspace_id)
-        with self._lock:
-            writer = self._writers.get(key)
-            if writer is None:
-                writer = LedgerWriter(self._store, *key)
-                self._writers[key] = writer
-        return writer
 
     def _emit(self, report: TaskReport, request: TaskRequest, payload: ev.Payload) -> None:
         event = ev.Event.new(
@@ -107,8 +125,10 @@ class TaskRuntime:
             attempt_id=request.attempt_id,
             emitted_at=self._clock(),
         )
-        report.paths.append(self._writer(request).append([event]))
-        report.events.append(event)
+        path = self._sink.emit(event)
+        if path is not None:
+            report.paths.append(path)
+            report.events.append(event)
 
     def execute(self, request: TaskRequest) -> TaskReport:
         """Run one attempt and report it (see the module docstring)."""

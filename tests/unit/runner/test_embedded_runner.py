@@ -210,7 +210,9 @@ def test_restart_redelivers_attempts_left_running_by_a_dead_runner(
     run_id = dead.start_run(idempotency_key="k").run_id
     dead._drain()
     dead._control(run_id)
+    dead._flush()
     dead._dispatch(run_id)
+    dead._flush()
     dead.compactor.publish(taken_at=0)
     # The dead runner's worker is still blocked; a new runner takes over.
     with EmbeddedRunner(store, defs) as runner:
