@@ -38,8 +38,10 @@ from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.recovery import FINDINGS, unfolded_ledger_paths
+from servo.engine.snapshot import Snapshot
 from servo.errors import EngineError
 from servo.graph import select
+from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
 from servo.worker.runtime import TaskReport, TaskRuntime
@@ -50,6 +52,12 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
+#: Called with each snapshot the runner publishes (e.g. the catalog projector).
+PublishListener = Callable[[Snapshot], None]
+
+LISTENER_ERRORS = metrics.counter(
+    "servo_publish_listener_errors_total", "Publish listeners that raised.", ["error_type"]
+)
 TaskId = tuple[str, str]
 #: Queue items: events from in-process workers, or an attempt that ended.
 _Item = tuple[list[ev.Event], None] | tuple[TaskRequest, TaskReport | BaseException]
@@ -137,6 +145,7 @@ class EmbeddedRunner:
         self._unwritten: list[ev.Event] = []
         self._watched: tuple[EngineState, str] | None = None
         self._pending: set[TaskId] = set()
+        self._listeners: list[PublishListener] = []
         self._recovered = False
         self._last_publish = 0.0
         self._drained_at = 0
@@ -217,6 +226,14 @@ class EmbeddedRunner:
                 return run
             self._publish(force=False)
             self._drain(self._wait_timeout(run_id))
+
+    def add_publish_listener(self, listener: PublishListener) -> None:
+        """Call `listener` with every snapshot published from now on.
+
+        A listener that raises is logged and counted; the run goes on (listeners feed
+        read models, which catch up from the next snapshot).
+        """
+        self._listeners.append(listener)
 
     def close(self) -> None:
         """Publish what is folded and stop the pool."""
@@ -458,6 +475,23 @@ class EmbeddedRunner:
             self._flush()
             self.compactor.publish(taken_at=self._drained_at or self._clock())
             self._last_publish = time.monotonic()
+            if self._listeners:
+                self._notify(self.compactor.snapshot())
+
+    def _notify(self, snapshot: Snapshot) -> None:
+        for listener in self._listeners:
+            try:
+                listener(snapshot)
+            except Exception as exc:  # a read model failing must not stop the run
+                LISTENER_ERRORS.labels(type(exc).__name__).inc()
+                log.error(
+                    "runner.publish_listener_failed",
+                    listener=getattr(listener, "__qualname__", repr(listener)),
+                    generation=snapshot.generation,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                    **self._scope(),
+                )
 
     def _wait_timeout(self, run_id: str) -> float:
         """How long to wait for reports: until a timer is due or it is time to publish."""

@@ -251,3 +251,27 @@ def test_process_pool_runs_assets_in_worker_processes(tmp_path: Path) -> None:
     assert run.status == s.RUN_SUCCEEDED
     assert got["pid"] != os.getpid()
     assert got["twice"][0] == got["pid"]
+
+
+def test_publish_listeners_see_each_snapshot_and_cannot_break_the_run(
+    runner: EmbeddedRunner,
+) -> None:
+    from servo.engine.snapshot import Snapshot
+    from servo.observability import metrics
+
+    seen: list[int] = []
+
+    def record(snapshot: Snapshot) -> None:
+        seen.append(snapshot.generation)
+
+    def broken(snapshot: Snapshot) -> None:
+        raise RuntimeError("catalog down")
+
+    before = metrics.sample("servo_publish_listener_errors_total", {"error_type": "RuntimeError"})
+    runner.add_publish_listener(broken)
+    runner.add_publish_listener(record)
+    run_id = runner.start_run().run_id
+    assert runner.wait(run_id).status == s.RUN_SUCCEEDED
+    assert seen and seen == sorted(seen)
+    after = metrics.sample("servo_publish_listener_errors_total", {"error_type": "RuntimeError"})
+    assert after == before + len(seen)
