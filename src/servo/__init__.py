@@ -16,6 +16,16 @@ Declare assets as functions and group them::
 from __future__ import annotations
 
 from servo._version import __version__
+from servo.resilience.retry import RetryPolicy
 from servo.sdk import AssetDep, Definitions, asset, workflow
+from servo.sdk.context import AssetContext
 
-__all__ = ["AssetDep", "Definitions", "__version__", "asset", "workflow"]
+__all__ = [
+    "AssetContext",
+    "AssetDep",
+    "Definitions",
+    "RetryPolicy",
+    "__version__",
+    "asset",
+    "workflow",
+]

@@ -6,33 +6,53 @@ limit on attempts running at once. When an attempt ends, `on_done` receives its
 report (or the exception if the runtime itself failed), so the runner can fold
 the events at once instead of waiting for a ledger notification.
 
-Process mode loads the definitions and opens the store again in each worker
-process (`ProcessRuntimeSpec`), so nothing unpicklable crosses the boundary.
+Threads are daemon threads of our own: an asset that never returns cannot keep the
+process alive after the run ended (the engine gives up on it by timeout or missed
+heartbeat and ignores what it reports later).
+
+Process mode loads the definitions and opens the store again in each worker process
+(`ProcessRuntimeSpec`), so nothing unpicklable crosses the boundary. Worker processes
+write their events to the ledger and notify the runner through a queue (`on_events`),
+heartbeats included. If a worker process dies, the pool is broken: every attempt in
+it ends with the error (the runner redelivers them) and the next enqueue starts a
+fresh pool.
 """
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from servo.dispatch.base import EnqueueOutcome
 from servo.dispatch.request import TaskRequest
+from servo.engine.events import Event
 from servo.errors import ConfigError
 from servo.observability import metrics
+from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
-from servo.worker.runtime import TaskReport, TaskRuntime
+from servo.worker.runtime import LedgerSink, TaskReport, TaskRuntime
+
+log = get_logger(__name__)
 
 PoolMode = Literal["thread", "process"]
 DoneCallback = Callable[[TaskRequest, TaskReport | BaseException], None]
+EventsCallback = Callable[[list[Event]], None]
 
 QUEUE_DEPTH = metrics.gauge("servo_queue_depth", "Dispatched attempts not yet finished.")
 ENQUEUE_SECONDS = metrics.histogram(
     "servo_queue_enqueue_duration_seconds", "Time to hand one attempt to the queue."
 )
 ENQUEUED = metrics.counter("servo_dispatch_enqueued_total", "Enqueue answers.", ["outcome"])
+POOL_RESTARTS = metrics.counter(
+    "servo_worker_pool_restarts_total", "Worker pools replaced after a worker died."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,28 +62,86 @@ class ProcessRuntimeSpec:
     Attributes:
         defs_source: what `servo.sdk.loader.load_definitions` loads.
         open_store: a picklable callable returning the object store.
+        heartbeat_interval_s: seconds between heartbeats of a running attempt.
     """
 
     defs_source: str
     open_store: Callable[[], ObjectStore]
+    heartbeat_interval_s: float | None = None
+
+
+class _NotifyingLedgerSink(LedgerSink):
+    """In a worker process: write each event to the ledger, then notify the runner."""
+
+    def __init__(self, store: ObjectStore, notify: Any) -> None:
+        super().__init__(store)
+        self._notify = notify
+
+    def emit(self, event: Event) -> str:
+        path = super().emit(event)
+        self._notify.put([event])
+        return path
 
 
 _process_runtime: TaskRuntime | None = None
 
 
-def _init_process(spec: ProcessRuntimeSpec) -> None:
+def _init_process(spec: ProcessRuntimeSpec, notify: Any) -> None:
     global _process_runtime  # noqa: PLW0603 - one runtime per worker process
     from servo.sdk.loader import load_definitions
 
+    store = spec.open_store()
     _process_runtime = TaskRuntime(
-        spec.open_store(), load_definitions(spec.defs_source), worker_id="process"
+        store,
+        load_definitions(spec.defs_source),
+        worker_id=f"process-{multiprocessing.current_process().pid}",
+        sink=_NotifyingLedgerSink(store, notify),
+        heartbeat_interval_s=spec.heartbeat_interval_s,
     )
 
 
 def _execute_in_process(request: TaskRequest) -> TaskReport:
     if _process_runtime is None:  # pragma: no cover - the initializer always ran
         raise RuntimeError("worker process was not initialised")
-    return _process_runtime.execute(request)
+    report = _process_runtime.execute(request)
+    report.events = []  # already delivered through the notification queue
+    return report
+
+
+class _DaemonThreadPool:
+    """A fixed number of daemon threads running submitted calls in order."""
+
+    def __init__(self, size: int, run: Callable[[TaskRequest], TaskReport]) -> None:
+        self._run = run
+        self._work: queue.SimpleQueue[
+            tuple[TaskRequest, Callable[[TaskReport | BaseException], None]] | None
+        ] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"servo-task-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(
+        self, request: TaskRequest, done: Callable[[TaskReport | BaseException], None]
+    ) -> None:
+        self._work.put((request, done))
+
+    def _loop(self) -> None:
+        while (item := self._work.get()) is not None:
+            request, done = item
+            try:
+                result: TaskReport | BaseException = self._run(request)
+            except BaseException as exc:  # reported to the runner, which redelivers
+                result = exc
+            done(result)
+
+    def close(self, timeout: float) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
 
 
 class LocalPoolDispatcher:
@@ -77,33 +155,61 @@ class LocalPoolDispatcher:
         concurrency: int = 4,
         mode: PoolMode = "thread",
         process_spec: ProcessRuntimeSpec | None = None,
+        on_events: EventsCallback | None = None,
+        close_timeout_s: float = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        if mode not in ("thread", "process"):
+            raise ConfigError(f"unknown pool mode {mode!r}; use 'thread' or 'process'")
         self._on_done = on_done
+        self._on_events = on_events
+        self._concurrency = concurrency
+        self._close_timeout_s = close_timeout_s
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._pending = 0
-        self._executor: Executor
+        self._runtime = runtime
+        self._threads: _DaemonThreadPool | None = None
+        self._processes: ProcessPoolExecutor | None = None
+        self._process_spec = process_spec
+        self._notify: Any = None
         if mode == "thread":
             if runtime is None:
                 raise ConfigError("a thread pool needs a TaskRuntime")
-            self._execute: Callable[[TaskRequest], TaskReport] = runtime.execute
-            self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="servo-task")
-        elif mode == "process":
+            self._threads = _DaemonThreadPool(concurrency, runtime.execute)
+        else:
             if process_spec is None:
                 raise ConfigError("a process pool needs the definitions source and store")
-            self._execute = _execute_in_process
-            self._executor = ProcessPoolExecutor(
-                concurrency, initializer=_init_process, initargs=(process_spec,)
+            context = multiprocessing.get_context("spawn")
+            self._notify = context.Queue()
+            self._forwarder = threading.Thread(
+                target=self._forward, name="servo-worker-events", daemon=True
             )
-        else:
-            raise ConfigError(f"unknown pool mode {mode!r}; use 'thread' or 'process'")
+            self._forwarder.start()
+            self._processes = self._new_process_pool()
+
+    def _new_process_pool(self) -> ProcessPoolExecutor:
+        assert self._process_spec is not None
+        return ProcessPoolExecutor(
+            self._concurrency,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=functools.partial(_init_process, self._process_spec, self._notify),
+        )
+
+    def _forward(self) -> None:
+        while (events := self._notify.get()) is not None:
+            if self._on_events is not None:
+                self._on_events(events)
 
     @property
     def pending(self) -> int:
         """Attempts handed over and not finished."""
         return self._pending
+
+    def stop(self, attempt_id: str) -> bool:
+        """Ask a running attempt to stop (threads only; cooperative)."""
+        return self._runtime is not None and self._runtime.stop(attempt_id)
 
     def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
         with ENQUEUE_SECONDS.time(), self._lock:
@@ -113,17 +219,56 @@ class LocalPoolDispatcher:
             self._seen.add(request.cloud_task_id)
             self._pending += 1
             QUEUE_DEPTH.inc()
-            future = self._executor.submit(self._execute, request)
-        future.add_done_callback(lambda f: self._finished(request, f))
+            if self._threads is not None:
+                self._threads.submit(request, lambda result: self._finished(request, result))
+            else:
+                self._submit_to_processes(request)
         ENQUEUED.labels(EnqueueOutcome.CREATED.value).inc()
         return EnqueueOutcome.CREATED
 
-    def _finished(self, request: TaskRequest, future: Future[TaskReport]) -> None:
+    def _submit_to_processes(self, request: TaskRequest) -> None:
+        assert self._processes is not None
+        try:
+            future = self._processes.submit(_execute_in_process, request)
+        except BrokenProcessPool:
+            self._restart_processes()
+            future = self._processes.submit(_execute_in_process, request)
+        future.add_done_callback(lambda f: self._process_finished(request, f))
+
+    def _restart_processes(self) -> None:
+        POOL_RESTARTS.inc()
+        log.warning("dispatch.worker_pool_restarted", reason="a worker process died")
+        assert self._processes is not None
+        self._processes.shutdown(wait=False, cancel_futures=True)
+        self._processes = self._new_process_pool()
+
+    def _process_finished(self, request: TaskRequest, future: Future[TaskReport]) -> None:
+        error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            with self._lock:
+                if self._processes is not None and _is_broken(self._processes):
+                    self._restart_processes()
+        self._finished(request, future.result() if error is None else error)
+
+    def _finished(self, request: TaskRequest, result: TaskReport | BaseException) -> None:
         with self._lock:
             self._pending -= 1
         QUEUE_DEPTH.dec()
-        error = future.exception()
-        self._on_done(request, future.result() if error is None else error)
+        self._on_done(request, result)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the pool; attempts still running after `close_timeout_s` are left behind."""
+        if self._threads is not None:
+            self._threads.close(self._close_timeout_s)
+        if self._runtime is not None:
+            self._runtime.close()
+        if self._processes is not None:
+            self._processes.shutdown(wait=True, cancel_futures=True)
+            self._notify.put(None)
+            self._forwarder.join(self._close_timeout_s)
+            self._notify.close()
+            self._notify.join_thread()
+
+
+def _is_broken(pool: ProcessPoolExecutor) -> bool:
+    return bool(getattr(pool, "_broken", False))

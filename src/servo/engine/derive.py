@@ -13,10 +13,10 @@ Rules (ADR 0003):
   edge resolved FAILED/SKIPPED (or CANCELLED); READY when every edge is satisfied
   (TaskBecameReady); PENDING otherwise.
 - Current attempt ended: SUCCEEDED on success. On failure: CANCELLED if the run was
-  cancelled; READY at once when its worker was lost (redelivery, which does not use
-  the retry budget, at most `MAX_REDELIVERIES` times); RETRY_WAIT when the error is
-  retryable and attempts remain, READY once that attempt's retry timer fired; FAILED
-  otherwise.
+  cancelled; READY at once when its worker was lost or stopped heartbeating
+  (redelivery, which does not use the retry budget, at most `MAX_REDELIVERIES`
+  times); RETRY_WAIT when the error is retryable and attempts remain, READY once
+  that attempt's retry timer fired; FAILED otherwise.
 - Current attempt open: RUNNING once started, else DISPATCHED.
 """
 
@@ -31,6 +31,8 @@ from servo.engine.schema import AttemptRow, DepRow, TaskRow, TimerRow
 #: Redeliveries of attempts whose worker was lost, before the loss counts as failure.
 MAX_REDELIVERIES = 3
 WORKER_LOST = "worker_lost"
+#: Abandon reasons that mean "the worker is gone": redelivered, not charged as attempts.
+_LOST_REASONS = frozenset({WORKER_LOST, "heartbeat_missed"})
 
 #: How an upstream's terminal status resolves the edges to its downstream tasks.
 RESOLUTION_OF_STATUS = {
@@ -153,7 +155,7 @@ def derive_task(
 
 
 def _worker_lost(attempt: AttemptRow) -> bool:
-    return attempt.end_kind == "abandoned" and attempt.error_type == WORKER_LOST
+    return attempt.end_kind == "abandoned" and attempt.error_type in _LOST_REASONS
 
 
 def _before_first_attempt(

@@ -37,6 +37,7 @@ def unfolded_ledger_paths(
     *,
     has_run: Callable[[str], bool],
     watermark: int | None,
+    has_cancel: Callable[[str], bool] = lambda _run_id: False,
     margin_us: int = DEFAULT_MARGIN_US,
 ) -> list[str]:
     """Ledger paths that may hold events the projections do not reflect yet."""
@@ -54,8 +55,10 @@ def unfolded_ledger_paths(
             if since is None or written_us is None or written_us >= since:
                 found.append(path)
         elif rest.startswith("runs/"):
-            run_id = rest.split("/", 2)[1]
-            if not has_run(run_id):
+            parts = rest.split("/", 2)
+            run_id, name = parts[1], parts[2] if len(parts) > 2 else ""
+            folded = has_cancel(run_id) if name == "cancel" else has_run(run_id)
+            if not folded:
                 found.append(path)
         else:
             found.append(path)

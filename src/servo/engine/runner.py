@@ -2,20 +2,26 @@
 
 Loop, until the run ends:
 
-1. take the events of running and ended attempts and fold them;
-2. run the controllers on the folded state: READY tasks get `DispatchRequested`,
-   tasks waiting to retry get a retry timer, due timers fire; fold those events;
-3. write every event folded since the last write to the ledger as ONE batch;
+1. take the events of running and ended attempts (heartbeats included) and fold them;
+2. run the controllers on the folded state: a cancelled run's open attempts are
+   abandoned; READY tasks get `DispatchRequested`; tasks waiting to retry, running
+   attempts (heartbeat checks) and assets with a timeout get durable timers; due
+   timers fire once the state is fresh enough (watermark); fold those events;
+3. write every event folded since the last write to the ledger as ONE batch, then
+   hand new timers to the timer wheel;
 4. hand every PENDING outbox row of the run to the pool under its deterministic id
    (`DispatchEnqueued` is folded now and written with the next batch);
-5. publish the projections when `publish_interval_s` has passed, and when the run ends.
+5. every `sweep_interval_s`, look for stuck work (`servo.engine.anti_entropy`) and for
+   a cancel request written by another process;
+6. publish the projections when `publish_interval_s` has passed, and when the run ends.
 
 Every event is in the ledger before anything it caused happens — an attempt is
-enqueued, or projections are published — so `kill -9` at any point loses nothing:
-on start the runner folds the ledger objects the last manifest may not reflect
-(`servo.engine.recovery`) and gives up on attempts no live worker holds
-(`AttemptAbandoned(worker_lost)`, which redelivers them). A task whose result was
-recorded is not run again (the worker runtime's idempotency record).
+enqueued, a timer armed, projections published — so `kill -9` at any point loses
+nothing: on start the runner folds the ledger objects the last manifest may not
+reflect (`servo.engine.recovery`), re-arms the scheduled timers, and gives up on
+attempts no live worker holds (`AttemptAbandoned(worker_lost)`, which redelivers
+them). A task whose result was recorded is not run again (the worker runtime's
+idempotency record).
 """
 
 from __future__ import annotations
@@ -23,23 +29,30 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from servo.dispatch.local import LocalPoolDispatcher, PoolMode, ProcessRuntimeSpec
 from servo.dispatch.request import TaskRequest, build_request
 from servo.engine import events as ev
 from servo.engine import schema as s
+from servo.engine.anti_entropy import SweepSettings, sweep
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.ready import dispatch_ready
 from servo.engine.controllers.run import Materialization, plan_tasks
-from servo.engine.controllers.timers import fire_due_timers, next_due, request_retry_timers
+from servo.engine.controllers.timers import (
+    TimerSettings,
+    abandon_cancelled,
+    fire_due_timers,
+    request_timers,
+)
 from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.recovery import FINDINGS, unfolded_ledger_paths
 from servo.engine.snapshot import Snapshot
-from servo.errors import EngineError
+from servo.engine.timer_wheel import TimerWheel
+from servo.errors import EngineError, ObjectNotFoundError
 from servo.graph import select
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -54,13 +67,36 @@ log = get_logger(__name__)
 Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
 #: Called with each snapshot the runner publishes (e.g. the catalog projector).
 PublishListener = Callable[[Snapshot], None]
+TaskId = tuple[str, str]
 
 LISTENER_ERRORS = metrics.counter(
     "servo_publish_listener_errors_total", "Publish listeners that raised.", ["error_type"]
 )
-TaskId = tuple[str, str]
-#: Queue items: events from in-process workers, or an attempt that ended.
-_Item = tuple[list[ev.Event], None] | tuple[TaskRequest, TaskReport | BaseException]
+RETRIES = metrics.counter(
+    "servo_task_retries_total", "Attempts that failed and will be retried.", ["error_type"]
+)
+
+#: Seconds after which a timer held back for a lagging watermark is delivered again.
+_LAG_RETRY_US = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Events:
+    """Events of running attempts; `written` when a worker process wrote them already."""
+
+    events: list[ev.Event]
+    written: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """An attempt the pool finished (or the runtime failure that ended it)."""
+
+    request: TaskRequest
+    result: TaskReport | BaseException
+
+
+_Item = _Events | _Ended
 
 
 class _QueueSink:
@@ -70,7 +106,7 @@ class _QueueSink:
         self._items = items
 
     def emit(self, event: ev.Event) -> None:
-        self._items.put(([event], None))
+        self._items.put(_Events([event], written=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +121,11 @@ class RunnerOptions:
         publish_interval_s: longest time folded state stays unpublished.
         process_spec: how worker processes load definitions and open the store
             (required for the process pool).
+        heartbeat_interval_s: seconds between heartbeats of a running attempt.
+        heartbeat_timeout_s: an attempt silent for this long is given up (and redelivered).
+        sweep_interval_s: seconds between anti-entropy sweeps and cancel checks.
+        ledger_scan_interval_s: seconds between scans for unfolded ledger objects.
+        sweep: deadlines of the anti-entropy sweep.
     """
 
     tenant_id: str = "default"
@@ -93,6 +134,11 @@ class RunnerOptions:
     pool: PoolMode = "thread"
     publish_interval_s: float = 1.0
     process_spec: ProcessRuntimeSpec | None = None
+    heartbeat_interval_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0
+    sweep_interval_s: float = 1.0
+    ledger_scan_interval_s: float = 60.0
+    sweep: SweepSettings = field(default_factory=SweepSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +154,11 @@ class RunStart:
     resumed: bool
 
 
+def cancel_path(run_id: str) -> str:
+    """The ledger suffix of a run's cancel request (create-only: one per run)."""
+    return f"runs/{run_id}/cancel"
+
+
 class EmbeddedRunner:
     """Runs assets in this process; see the module docstring."""
 
@@ -119,28 +170,37 @@ class EmbeddedRunner:
         *,
         clock: Callable[[], int] = now_us,
     ) -> None:
-        self.options = options or RunnerOptions()
+        self.options = options = options or RunnerOptions()
+        if options.heartbeat_timeout_s <= options.heartbeat_interval_s:
+            raise EngineError(
+                "heartbeat_timeout_s must be longer than heartbeat_interval_s, or every "
+                "running attempt would be given up"
+            )
         self._store = store
         self._defs = defs
         self._clock = clock
-        tenant, workspace = self.options.tenant_id, self.options.workspace_id
+        tenant, workspace = options.tenant_id, options.workspace_id
         self.compactor = Compactor(store, tenant, workspace, clock=clock)
         self._ledger = LedgerWriter(store, tenant, workspace)
         self._reports: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._timer_settings = TimerSettings(int(options.heartbeat_timeout_s * 1_000_000))
         runtime = TaskRuntime(
             store,
             defs,
             worker_id=f"embedded-{new_ulid()}",
             sink=_QueueSink(self._reports),
             clock=clock,
+            heartbeat_interval_s=options.heartbeat_interval_s,
         )
         self._dispatcher = LocalPoolDispatcher(
             runtime,
-            lambda request, report: self._reports.put((request, report)),
-            concurrency=self.options.concurrency,
-            mode=self.options.pool,
-            process_spec=self.options.process_spec,
+            lambda request, result: self._reports.put(_Ended(request, result)),
+            concurrency=options.concurrency,
+            mode=options.pool,
+            process_spec=options.process_spec,
+            on_events=lambda events: self._reports.put(_Events(events, written=True)),
         )
+        self._wheel = TimerWheel()
         self._inflight: set[str] = set()
         self._unwritten: list[ev.Event] = []
         self._watched: tuple[EngineState, str] | None = None
@@ -148,6 +208,8 @@ class EmbeddedRunner:
         self._listeners: list[PublishListener] = []
         self._recovered = False
         self._last_publish = 0.0
+        self._last_sweep = 0.0
+        self._last_scan = 0.0
         self._drained_at = 0
 
     # ------------------------------------------------------------------ public
@@ -168,13 +230,12 @@ class EmbeddedRunner:
         """
         self._recover()
         tenant, workspace = self.options.tenant_id, self.options.workspace_id
-        run_id = (
-            new_ulid()
-            if idempotency_key is None
-            else run_id_for_key(tenant, workspace, idempotency_key)
-        )
-        if idempotency_key is not None and self.state.run(run_id) is not None:
-            return RunStart(run_id, resumed=True)
+        if idempotency_key is None:
+            run_id = new_ulid()
+        else:
+            run_id = run_id_for_key(tenant, workspace, idempotency_key)
+            if self.state.run(run_id) is not None:
+                return RunStart(run_id, resumed=True)
         selected = select(self._defs.graph, selection or "*")
         tasks = plan_tasks(self._defs, selected, self._latest_materializations())
         event = ev.Event.new(
@@ -196,6 +257,13 @@ class EmbeddedRunner:
         self._fold(LedgerReader(self._store).read(self._ledger.path_for(suffix)))
         return RunStart(run_id, resumed=True)
 
+    def cancel(self, run_id: str, reason: str = "") -> bool:
+        """Request cancellation of `run_id`; False when it was requested before."""
+        self._recover()
+        written = request_cancel(self._ledger, run_id, reason, self._clock())
+        self._poll_cancel(run_id)
+        return written
+
     def wait(self, run_id: str, on_progress: Progress | None = None) -> s.RunRow:
         """Drive the run until it ends; returns its final row.
 
@@ -204,16 +272,18 @@ class EmbeddedRunner:
         """
         self._recover()
         if self.state.run(run_id) is None:
-            raise EngineError(
-                f"no run {run_id} in {self.options.tenant_id}/{self.options.workspace_id}"
-            )
+            scope = f"{self.options.tenant_id}/{self.options.workspace_id}"
+            raise EngineError(f"no run {run_id} in {scope}")
+        self._poll_cancel(run_id)
         self._abandon_orphans(run_id)
+        self._arm_timers(run_id)
         last_seen: tuple[int, ...] = ()
         self._drain()
         while True:
             self._control(run_id)
             self._flush()
             self._dispatch(run_id)
+            self._maybe_sweep(run_id)
             run = self.state.run(run_id)
             assert run is not None
             if on_progress is not None:
@@ -225,7 +295,7 @@ class EmbeddedRunner:
                 self._publish(force=True)
                 return run
             self._publish(force=False)
-            self._drain(self._wait_timeout(run_id))
+            self._drain(self._wait_timeout())
 
     def add_publish_listener(self, listener: PublishListener) -> None:
         """Call `listener` with every snapshot published from now on.
@@ -249,7 +319,7 @@ class EmbeddedRunner:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # --------------------------------------------------------------- internals
+    # ------------------------------------------------------------- event flow
     def _scope(self) -> dict[str, str]:
         return {"tenant_id": self.options.tenant_id, "workspace_id": self.options.workspace_id}
 
@@ -265,93 +335,46 @@ class EmbeddedRunner:
 
     def _flush(self) -> None:
         """Write every folded-but-unwritten event to the ledger as one batch."""
-        if self._unwritten:
-            self._ledger.append(self._unwritten)
-            self._unwritten = []
-
-    def _recover(self) -> None:
-        if self._recovered:
+        if not self._unwritten:
             return
-        self._recovered = True
-        state = self.compactor.state
-        manifest = self.compactor.manifest
-        paths = unfolded_ledger_paths(
-            self._store,
-            self.options.tenant_id,
-            self.options.workspace_id,
-            has_run=lambda run_id: state.run(run_id) is not None,
-            watermark=None if manifest is None else manifest.last_processed_at,
-        )
-        if paths:
-            log.info("runner.recovering", paths=len(paths), **self._scope())
-            self._fold(LedgerReader(self._store).read_many(paths))
-            self._publish(force=True)
-
-    def _abandon_orphans(self, run_id: str) -> None:
-        """End attempts of `run_id` that no worker of this runner holds."""
-        events = []
-        for task in self.state.tasks_of(run_id):
-            if task.status not in (s.DISPATCHED, s.RUNNING) or task.attempt_id is None:
-                continue
-            did = dispatch_id(
-                self.options.tenant_id,
-                self.options.workspace_id,
-                run_id,
-                task.task_key,
-                task.attempt,
-            )
-            if did in self._inflight:
-                continue
-            events.append(
-                ev.Event.new(
-                    ev.AttemptAbandoned(reason="worker_lost"),
-                    run_id=run_id,
-                    task_key=task.task_key,
-                    attempt=task.attempt,
-                    attempt_id=task.attempt_id,
-                    emitted_at=self._clock(),
-                    **self._scope(),
-                )
-            )
-        if events:
-            FINDINGS.labels("orphaned_attempt").inc(len(events))
-            log.warning(
-                "runner.orphaned_attempts", run_id=run_id, count=len(events), **self._scope()
-            )
-            self._append(events)
+        written, self._unwritten = self._unwritten, []
+        self._ledger.append(written)
+        timers = self.state.tables["timers"]
+        for event in written:
+            if isinstance(event.payload, ev.TimerRequested):
+                row = timers.get((event.payload.timer_id,))
+                if row is not None and row.status == s.TIMER_SCHEDULED:
+                    self._wheel.schedule(row.timer_id, row.due_at)
 
     def _drain(self, timeout: float = 0.0) -> None:
-        """Take worker events and ended attempts, waiting up to `timeout` for the first.
-
-        Events from in-process workers are written to the ledger here, as one batch,
-        before they are folded; events a worker process already wrote are folded as
-        they are.
-        """
-        to_write: list[ev.Event] = []
+        """Take worker events and ended attempts, waiting up to `timeout` for the first."""
         written: list[ev.Event] = []
+        unwritten: list[ev.Event] = []
         block = timeout > 0
         while True:
             try:
-                first, second = self._reports.get(block=block, timeout=timeout if block else None)
+                item = self._reports.get(block=block, timeout=timeout if block else None)
             except queue.Empty:
                 break
             block = False
-            if second is None:
-                assert isinstance(first, list)
-                to_write.extend(first)
+            if isinstance(item, _Events):
+                (written if item.written else unwritten).extend(item.events)
                 continue
-            assert isinstance(first, TaskRequest)
-            self._inflight.discard(first.dispatch_id)
-            if isinstance(second, BaseException):
-                to_write.extend(self._runtime_failed(first, second))
+            self._inflight.discard(item.request.dispatch_id)
+            if isinstance(item.result, BaseException):
+                unwritten.extend(self._runtime_failed(item.request, item.result))
             else:
-                written.extend(second.events)
+                written.extend(item.result.events)
         self._drained_at = self._clock()
         self._fold(written)
-        self._append(to_write)
+        self._append(unwritten)
+        for event in unwritten:
+            payload = event.payload
+            if isinstance(payload, ev.TaskFinished) and payload.retryable:
+                RETRIES.labels(payload.error_type or "unknown").inc()
 
     def _runtime_failed(self, request: TaskRequest, error: BaseException) -> list[ev.Event]:
-        """The runtime could not report (e.g. the ledger write failed): redeliver."""
+        """The runtime could not report (a ledger write failed, a worker died): redeliver."""
         log.error(
             "runner.runtime_failed",
             run_id=request.run_id,
@@ -361,17 +384,97 @@ class EmbeddedRunner:
             error=str(error),
             **self._scope(),
         )
-        return [
-            ev.Event.new(
-                ev.AttemptAbandoned(reason="worker_lost"),
-                run_id=request.run_id,
-                task_key=request.task_key,
-                attempt=request.attempt,
-                attempt_id=request.attempt_id,
-                emitted_at=self._clock(),
-                **self._scope(),
+        return [self._abandon(request.run_id, request.task_key, request.attempt,
+                              request.attempt_id, "worker_lost")]  # fmt: skip
+
+    def _abandon(
+        self, run_id: str, task_key: str, attempt: int, attempt_id: str,
+        reason: ev.AbandonReason,
+    ) -> ev.Event:  # fmt: skip
+        return ev.Event.new(
+            ev.AttemptAbandoned(reason=reason),
+            run_id=run_id,
+            task_key=task_key,
+            attempt=attempt,
+            attempt_id=attempt_id,
+            emitted_at=self._clock(),
+            **self._scope(),
+        )
+
+    # --------------------------------------------------------------- recovery
+    def _recover(self) -> None:
+        if self._recovered:
+            return
+        self._recovered = True
+        self._scan_ledger(force=True)
+
+    def _scan_ledger(self, *, force: bool = False) -> None:
+        """Fold ledger objects the state may not reflect (liveness; lists the ledger)."""
+        now = time.monotonic()
+        if not force and now - self._last_scan < self.options.ledger_scan_interval_s:
+            return
+        self._last_scan = now
+        state = self.compactor.state
+        manifest = self.compactor.manifest
+        paths = unfolded_ledger_paths(
+            self._store,
+            self.options.tenant_id,
+            self.options.workspace_id,
+            has_run=lambda run_id: state.run(run_id) is not None,
+            has_cancel=lambda run_id: (
+                (run := state.run(run_id)) is not None and run.cancel_requested_at is not None
+            ),
+            watermark=None if manifest is None else manifest.last_processed_at,
+        )
+        if paths:
+            log.info("runner.recovering", paths=len(paths), **self._scope())
+            self._fold(LedgerReader(self._store).read_many(paths))
+            if force:
+                self._publish(force=True)
+
+    def _abandon_orphans(self, run_id: str) -> None:
+        """End attempts of `run_id` that no worker of this runner holds."""
+        events = []
+        for task in self.state.tasks_of(run_id):
+            if task.status not in (s.DISPATCHED, s.RUNNING) or task.attempt_id is None:
+                continue
+            if self._dispatch_id(run_id, task) in self._inflight:
+                continue
+            events.append(
+                self._abandon(run_id, task.task_key, task.attempt, task.attempt_id, "worker_lost")
             )
-        ]
+        if events:
+            FINDINGS.labels("orphaned_attempt").inc(len(events))
+            log.warning(
+                "runner.orphaned_attempts", run_id=run_id, count=len(events), **self._scope()
+            )
+            self._append(events)
+            self._flush()
+
+    def _arm_timers(self, run_id: str) -> None:
+        """Hand the run's scheduled timers to the wheel (after a restart, too)."""
+        for timer in self.state.tables["timers"].values():
+            if timer.run_id == run_id and timer.status == s.TIMER_SCHEDULED:
+                self._wheel.schedule(timer.timer_id, timer.due_at)
+
+    def _poll_cancel(self, run_id: str) -> None:
+        """Fold a cancel request another process wrote for `run_id`."""
+        run = self.state.run(run_id)
+        if run is None or run.cancel_requested_at is not None:
+            return
+        path = self._ledger.path_for(cancel_path(run_id))
+        if self._store.head(path) is None:
+            return
+        try:
+            self._fold(LedgerReader(self._store).read(path))
+        except ObjectNotFoundError:  # pragma: no cover - deleted between head and get
+            return
+
+    # ------------------------------------------------------------- controllers
+    def _dispatch_id(self, run_id: str, task: s.TaskRow) -> str:
+        return dispatch_id(
+            self.options.tenant_id, self.options.workspace_id, run_id, task.task_key, task.attempt
+        )
 
     def _changed(self, run_id: str) -> list[s.TaskRow]:
         """Tasks of `run_id` that may need an action: those whose status changed since
@@ -389,18 +492,45 @@ class EmbeddedRunner:
 
     def _control(self, run_id: str) -> None:
         state = self.state
-        tasks = self._changed(run_id)
         now = self._clock()
+        scope = self._scope()
+        run = state.run(run_id)
+        assert run is not None
+        events: list[ev.Event] = []
+        if run.cancel_requested_at is not None:
+            abandoned = abandon_cancelled(state.tasks_of(run_id), now=now, **scope)
+            for event in abandoned:
+                assert event.attempt_id is not None
+                self._dispatcher.stop(event.attempt_id)
+            self._append(abandoned)
+        due_ids = self._wheel.pop_due(now)
         timers = state.tables["timers"]
-        events = request_retry_timers(tasks, lambda tid: (tid,) in timers, now=now, **self._scope())
-        due = fire_due_timers(
-            (t for t in timers.values() if t.run_id == run_id),
+        decisions = fire_due_timers(
+            (row for tid in due_ids if (row := timers.get((tid,))) is not None),
+            state.task,
             now=now,
             watermark=self._drained_at,
-            **self._scope(),
+            settings=self._timer_settings,
+            **scope,
         )
-        events.extend(due.events)
-        events.extend(
+        for lagging in decisions.lagging:
+            self._wheel.schedule(lagging.timer_id, now + _LAG_RETRY_US)
+        for attempt_id in decisions.stop:
+            self._dispatcher.stop(attempt_id)
+        events.extend(decisions.events)
+        self._append(events)
+        for event in decisions.events:
+            if isinstance(event.payload, ev.TimerFired) and event.task_key is not None:
+                self._pending.add((event.run_id, event.task_key))  # may need its next timer
+        tasks = self._changed(run_id)
+        follow_ups = request_timers(
+            tasks,
+            lambda tid: timers.get((tid,)),
+            now=now,
+            settings=self._timer_settings,
+            **scope,
+        )
+        follow_ups.extend(
             dispatch_ready(
                 tasks,
                 tenant_id=self.options.tenant_id,
@@ -411,7 +541,7 @@ class EmbeddedRunner:
         self._pending.difference_update(
             (t.run_id, t.task_key) for t in tasks if t.status in (s.READY, s.RETRY_WAIT)
         )
-        self._append(events)
+        self._append(follow_ups)
 
     def _dispatch(self, run_id: str) -> None:
         state = self.state
@@ -419,40 +549,15 @@ class EmbeddedRunner:
         for task in self._changed(run_id):
             if task.status in (s.READY, s.RETRY_WAIT):
                 continue  # the controllers act on it next
-            self._pending.discard((task.run_id, task.task_key))
+            if task.status != s.RUNNING:
+                self._pending.discard((task.run_id, task.task_key))
             if task.status != s.DISPATCHED:
                 continue
-            did = dispatch_id(
-                self.options.tenant_id,
-                self.options.workspace_id,
-                run_id,
-                task.task_key,
-                task.attempt,
-            )
+            did = self._dispatch_id(run_id, task)
             row = state.outbox(did)
             if row is None or row.status != s.OUTBOX_PENDING or did in self._inflight:
                 continue
-            definition = self._defs.assets.get(task.asset_key)
-            if definition is None:
-                raise EngineError(
-                    f"run {run_id}: asset {task.asset_key!r} is not in the loaded definitions; "
-                    "load the definitions the run was started with"
-                )
-            data_deps = tuple(d.name for d in definition.dependencies if d.type == "data")
-            upstream = {
-                dep.upstream_task_key: found
-                for dep in state.deps_of(run_id, task.task_key)
-                if (found := state.task(run_id, dep.upstream_task_key)) is not None
-            }
-            request = build_request(
-                self.options.tenant_id,
-                self.options.workspace_id,
-                row,
-                task,
-                upstream,
-                data_deps,
-                self._defs.source,
-            )
+            request = self._request(run_id, task, row)
             self._inflight.add(did)
             outcome = self._dispatcher.enqueue(request)
             enqueued.append(
@@ -469,6 +574,60 @@ class EmbeddedRunner:
             log.debug("runner.enqueued", run_id=run_id, task_key=task.task_key, outcome=outcome)
         self._append(enqueued)
 
+    def _request(self, run_id: str, task: s.TaskRow, row: s.OutboxRow) -> TaskRequest:
+        state = self.state
+        definition = self._defs.assets.get(task.asset_key)
+        if definition is None:
+            raise EngineError(
+                f"run {run_id}: asset {task.asset_key!r} is not in the loaded definitions; "
+                "load the definitions the run was started with"
+            )
+        data_deps = tuple(d.name for d in definition.dependencies if d.type == "data")
+        upstream = {
+            dep.upstream_task_key: found
+            for dep in state.deps_of(run_id, task.task_key)
+            if (found := state.task(run_id, dep.upstream_task_key)) is not None
+        }
+        return build_request(
+            self.options.tenant_id,
+            self.options.workspace_id,
+            row,
+            task,
+            upstream,
+            data_deps,
+            self._defs.source,
+        )
+
+    def _maybe_sweep(self, run_id: str) -> None:
+        """Periodically: a cancel written elsewhere, stuck work, unfolded ledger objects."""
+        now_mono = time.monotonic()
+        if now_mono - self._last_sweep < self.options.sweep_interval_s:
+            return
+        self._last_sweep = now_mono
+        self._poll_cancel(run_id)
+        self._scan_ledger()
+        state = self.state
+        found = sweep(
+            state.tasks_of(run_id),
+            (t for t in state.tables["timers"].values() if t.run_id == run_id),
+            state.outbox,
+            inflight=self._inflight,
+            delivering=self._wheel,
+            now=self._clock(),
+            settings=self.options.sweep,
+            **self._scope(),
+        )
+        if not found.findings:
+            return
+        log.warning("runner.anti_entropy", run_id=run_id, findings=dict(found.findings),
+                    **self._scope())  # fmt: skip
+        self._pending.update((t.run_id, t.task_key) for t in found.ready)
+        self._pending.update((r.run_id, r.task_key) for r in found.redispatch)
+        for timer in found.timers:
+            self._wheel.schedule(timer.timer_id, timer.due_at)
+        self._append(found.events)
+
+    # ---------------------------------------------------------------- publish
     def _publish(self, *, force: bool) -> None:
         elapsed = time.monotonic() - self._last_publish
         if force or elapsed >= self.options.publish_interval_s:
@@ -493,13 +652,13 @@ class EmbeddedRunner:
                     **self._scope(),
                 )
 
-    def _wait_timeout(self, run_id: str) -> float:
-        """How long to wait for reports: until a timer is due or it is time to publish."""
-        timeout = self.options.publish_interval_s
-        due = next_due(t for t in self.state.tables["timers"].values() if t.run_id == run_id)
+    def _wait_timeout(self) -> float:
+        """How long to wait for reports: until a timer is due, a sweep, or a publish."""
+        timeout = min(self.options.publish_interval_s, self.options.sweep_interval_s)
+        due = self._wheel.next_due()
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self._clock()) / 1_000_000))
-        return max(timeout, 0.001)
+        return max(timeout, 0.0005)
 
     def _latest_materializations(self) -> dict[str, Materialization]:
         latest: dict[str, tuple[int, Materialization]] = {}
@@ -515,9 +674,19 @@ class EmbeddedRunner:
         return {name: found for name, (_, found) in latest.items()}
 
 
+def request_cancel(ledger: LedgerWriter, run_id: str, reason: str, now: int) -> bool:
+    """Write the run's cancel request at its create-only path; False if one exists."""
+    event = ev.Event.new(
+        ev.RunCancelRequested(reason=reason),
+        tenant_id=ledger.tenant_id,
+        workspace_id=ledger.workspace_id,
+        run_id=run_id,
+        emitted_at=now,
+    )
+    return ledger.append_at(cancel_path(run_id), event)
+
+
 def _counts(tasks: list[s.TaskRow]) -> tuple[int, ...]:
     statuses = [t.status for t in tasks]
-    return tuple(
-        statuses.count(st)
-        for st in (s.SUCCEEDED, s.FAILED, s.SKIPPED, s.RUNNING, s.DISPATCHED, s.CANCELLED)
-    )
+    kinds = (s.SUCCEEDED, s.FAILED, s.SKIPPED, s.RUNNING, s.DISPATCHED, s.CANCELLED)
+    return tuple(statuses.count(st) for st in kinds)

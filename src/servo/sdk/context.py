@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -17,6 +18,8 @@ class AssetContext:
         attempt: attempt number (1-based).
         attempt_id: ULID of this attempt.
         log: a structured logger bound to the run, asset and attempt.
+        stop_event: set when Servo asks this attempt to stop (run cancelled or attempt
+            timed out). Long-running assets should check `stop_requested` and return.
     """
 
     run_id: str
@@ -25,3 +28,9 @@ class AssetContext:
     attempt: int
     attempt_id: str
     log: Any
+    stop_event: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether Servo asked this attempt to stop; its result will be ignored."""
+        return self.stop_event.is_set()

@@ -1,8 +1,14 @@
 """Asset values in the object store: Parquet for tables, JSON for plain data, pickle last.
 
 A value is written to ``outputs/{asset_key}/{partition_key}/{run_id}.{ext}``
-(``__all__`` stands for "no partition"); the location, format, size and row count
-go into `TaskFinished`, and downstream tasks read their inputs from there.
+(``__all__`` stands for "no partition"; a retry's attempt N > 1 writes
+``{run_id}-{N}.{ext}``); the location, format, size and row count go into
+`TaskFinished`, and downstream tasks read their inputs from there.
+
+Writes are create-only: an attempt never replaces another attempt's value, so an
+attempt the engine gave up on cannot overwrite the value of the attempt that won
+by finishing late. If the same attempt runs twice (a redelivered message), the
+first value written stays and is the one reported.
 
 Formats:
 - ``parquet:arrow`` / ``parquet:pandas`` / ``parquet:polars`` — tables; read back as
@@ -118,27 +124,44 @@ def decode_value(data: bytes, fmt: str) -> Any:
     raise StorageError(f"unknown value format {fmt!r}; this Servo reads json, pickle, parquet:*")
 
 
-def output_path(asset_key: str, partition_key: str | None, run_id: str, fmt: str) -> str:
-    """The store path of one materialization."""
+def output_path(
+    asset_key: str, partition_key: str | None, run_id: str, fmt: str, attempt: int = 1
+) -> str:
+    """The store path of one attempt's materialization."""
     ext = "parquet" if fmt.startswith("parquet:") else _EXTENSIONS[fmt]
-    return f"outputs/{asset_key}/{partition_key or NO_PARTITION}/{run_id}.{ext}"
+    name = run_id if attempt <= 1 else f"{run_id}-{attempt}"
+    return f"outputs/{asset_key}/{partition_key or NO_PARTITION}/{name}.{ext}"
 
 
 def write_value(
-    store: ObjectStore, asset_key: str, partition_key: str | None, run_id: str, value: Any
+    store: ObjectStore,
+    asset_key: str,
+    partition_key: str | None,
+    run_id: str,
+    value: Any,
+    attempt: int = 1,
 ) -> tuple[str, EncodedValue]:
-    """Store `value`; returns (location, encoded). A retried attempt replaces the object."""
+    """Store `value` create-only; returns (location, encoded) of what the path holds."""
     encoded = encode_value(value)
-    path = output_path(asset_key, partition_key, run_id, encoded.format)
+    path = output_path(asset_key, partition_key, run_id, encoded.format, attempt)
     try:
         store.put_if_absent(path, encoded.data)
     except ObjectExistsError:
-        generation = store.head(path)
-        if generation is None:
-            store.put_if_absent(path, encoded.data)
-        else:
-            store.put_if_generation(path, encoded.data, generation)
+        existing = store.get(path).data  # the same attempt ran before: keep its value
+        rows = decode_row_count(existing, encoded.format)
+        return path, EncodedValue(existing, encoded.format, rows)
     return path, encoded
+
+
+def decode_row_count(data: bytes, fmt: str) -> int | None:
+    """Rows of a stored value (tables and lists), else None."""
+    value = decode_value(data, fmt)
+    if isinstance(value, list | tuple):
+        return len(value)
+    rows = getattr(value, "num_rows", None) or getattr(value, "height", None)
+    if rows is None and hasattr(value, "shape"):
+        rows = value.shape[0]
+    return rows if isinstance(rows, int) else None
 
 
 def read_value(store: ObjectStore, location: str, fmt: str) -> Any:

@@ -9,6 +9,11 @@ Steps for a `TaskRequest`:
 3. Any exception — the user's or ours — ends the attempt as failed with its type,
    message and traceback, classified for retries. Nothing here raises to the caller
    except a failure to write the ledger itself.
+
+While attempts run, one heartbeat thread per runtime reports `TaskHeartbeat` for each
+of them every `heartbeat_interval_s`. `stop(attempt_id)` asks a running attempt to stop
+(cooperatively: assets see `context.stop_requested`); Python threads cannot be killed,
+so the engine also ends the attempt itself and ignores whatever it reports later.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ TASK_DURATION = metrics.histogram(
 )
 TASK_TOTAL = metrics.counter("servo_task_execution_total", "Task attempts by outcome.", ["status"])
 ACTIVE = metrics.gauge("servo_active_executions", "Task attempts running now.")
+HEARTBEAT_ERRORS = metrics.counter(
+    "servo_heartbeat_errors_total", "Heartbeats that could not be reported.", ["error_type"]
+)
 
 _MESSAGE_LIMIT = 4000
 _TRACEBACK_LIMIT = 16000
@@ -107,12 +115,60 @@ class TaskRuntime:
         worker_id: str = "local",
         sink: EventSink | None = None,
         clock: Callable[[], int] = now_us,
+        heartbeat_interval_s: float | None = None,
     ) -> None:
         self._store = store
         self._defs = defs
         self._worker_id = worker_id
         self._sink = sink if sink is not None else LedgerSink(store)
         self._clock = clock
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._active: dict[str, tuple[TaskRequest, threading.Event]] = {}
+        self._active_lock = threading.Lock()
+        self._beating = threading.Event()
+        self._closed = threading.Event()
+
+    def stop(self, attempt_id: str) -> bool:
+        """Ask a running attempt to stop; False when it is not running here."""
+        with self._active_lock:
+            found = self._active.get(attempt_id)
+        if found is None:
+            return False
+        found[1].set()
+        return True
+
+    def close(self) -> None:
+        """Stop the heartbeat thread."""
+        self._closed.set()
+
+    def _heartbeat_loop(self) -> None:
+        interval = self._heartbeat_interval_s
+        assert interval is not None
+        while not self._closed.wait(interval):
+            with self._active_lock:
+                running = [request for request, _ in self._active.values()]
+            for request in running:
+                try:
+                    self._emit(TaskReport(), request, ev.TaskHeartbeat())
+                except Exception as exc:  # a missed beat is recoverable; keep beating
+                    HEARTBEAT_ERRORS.labels(type(exc).__name__).inc()
+                    log.warning(
+                        "task.heartbeat_failed",
+                        tenant_id=request.tenant_id,
+                        run_id=request.run_id,
+                        task_key=request.task_key,
+                        attempt_id=request.attempt_id,
+                        error_type=type(exc).__name__,
+                    )
+
+    def _start_heartbeats(self) -> None:
+        if self._heartbeat_interval_s is None or self._beating.is_set():
+            return
+        with self._active_lock:
+            if self._beating.is_set():
+                return
+            self._beating.set()
+        threading.Thread(target=self._heartbeat_loop, name="servo-heartbeat", daemon=True).start()
 
     def _emit(self, report: TaskReport, request: TaskRequest, payload: ev.Payload) -> None:
         event = ev.Event.new(
@@ -141,18 +197,24 @@ class TaskRuntime:
             return report
         self._emit(report, request, ev.TaskStarted(worker_id=self._worker_id))
         started = time.perf_counter()
+        stop_event = threading.Event()
+        with self._active_lock:
+            self._active[request.attempt_id] = (request, stop_event)
+        self._start_heartbeats()
         ACTIVE.inc()
         try:
-            finished = self._run(request)
+            finished = self._run(request, stop_event)
         finally:
             ACTIVE.dec()
+            with self._active_lock:
+                self._active.pop(request.attempt_id, None)
         duration = time.perf_counter() - started
         TASK_DURATION.observe(duration)
         TASK_TOTAL.labels(finished.outcome).inc()
         self._emit(report, request, replace(finished, duration_s=round(duration, 6)))
         return report
 
-    def _run(self, request: TaskRequest) -> ev.TaskFinished:
+    def _run(self, request: TaskRequest, stop_event: threading.Event) -> ev.TaskFinished:
         bound = log.bind(
             tenant_id=request.tenant_id,
             run_id=request.run_id,
@@ -170,10 +232,16 @@ class TaskRuntime:
                 attempt=request.attempt,
                 attempt_id=request.attempt_id,
                 log=bound,
+                stop_event=stop_event,
             )
             value = definition.call(values, context)
             location, encoded = write_value(
-                self._store, request.asset_key, request.partition_key, request.run_id, value
+                self._store,
+                request.asset_key,
+                request.partition_key,
+                request.run_id,
+                value,
+                request.attempt,
             )
             output = ev.OutputRef(location, encoded.format, len(encoded.data), encoded.row_count)
             self._record_result(request, output)

@@ -136,7 +136,7 @@ def test_failure_skips_downstream_while_independent_branches_finish(
     assert (broken_row.error_type, broken_row.error_message) == ("ValueError", "bad input 1")
 
 
-def test_retryable_failure_is_retried_after_backoff(store: LocalObjectStore) -> None:
+def test_flaky_asset_succeeds_on_its_third_attempt(store: LocalObjectStore) -> None:
     calls: list[int] = []
 
     @asset(retry=RetryPolicy(max_attempts=3, initial_delay=0.02, jitter=0))

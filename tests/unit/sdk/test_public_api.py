@@ -11,7 +11,15 @@ import servo.sdk
 
 
 def test_servo_all_is_exactly_the_public_api() -> None:
-    assert sorted(servo.__all__) == ["AssetDep", "Definitions", "__version__", "asset", "workflow"]
+    assert sorted(servo.__all__) == [
+        "AssetContext",
+        "AssetDep",
+        "Definitions",
+        "RetryPolicy",
+        "__version__",
+        "asset",
+        "workflow",
+    ]
     for name in servo.__all__:
         assert hasattr(servo, name)
 

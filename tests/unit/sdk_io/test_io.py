@@ -52,13 +52,18 @@ def test_arrow_tables_are_parquet_with_row_count() -> None:
     assert decode_value(encoded.data, encoded.format).equals(table)
 
 
-def test_write_then_read_and_a_retry_replaces_the_value() -> None:
+def test_write_then_read_and_attempts_never_overwrite_each_other() -> None:
     store = MemoryObjectStore()
     location, encoded = write_value(store, "orders", None, "r1", [1, 2, 3])
     assert location == "outputs/orders/__all__/r1.json"
     assert (encoded.row_count, read_value(store, location, "json")) == (3, [1, 2, 3])
-    write_value(store, "orders", None, "r1", [4])
-    assert read_value(store, location, "json") == [4]
+    retry, _ = write_value(store, "orders", None, "r1", [4], attempt=2)
+    assert retry == "outputs/orders/__all__/r1-2.json"
+    # The same attempt delivered twice: the first value stays and is reported.
+    again, encoded = write_value(store, "orders", None, "r1", [9, 9], attempt=1)
+    assert again == location and encoded.row_count == 3
+    assert read_value(store, location, "json") == [1, 2, 3]
+    assert read_value(store, retry, "json") == [4]
 
 
 def test_unknown_format_is_a_clear_error() -> None:

@@ -1,13 +1,20 @@
-"""The timer controller: durable timers for retries (pure; no clock, no I/O).
+"""The timer controller: durable timers for retries, heartbeat checks and timeouts.
 
-- `request_retry_timers`: a task in RETRY_WAIT without a retry timer for its attempt
-  gets `TimerRequested(kind="retry")`, due after the policy's backoff (with
-  deterministic jitter seeded by the timer id).
-- `fire_due_timers`: a scheduled timer whose due time has passed fires
-  (`TimerFired`) — but only when the snapshot is fresh: if the watermark
-  (`last_processed_at`) is older than the due time, events that would change the
-  decision may not be folded yet, so the timer is reported as lagging instead
-  (the caller reschedules it).
+Pure functions (no clock, no I/O):
+
+- `request_timers`: a task in RETRY_WAIT gets a `retry` timer (due after the policy's
+  backoff, with jitter seeded by the timer id); a started attempt gets a
+  `heartbeat_check` timer (due when its heartbeat would be overdue) and, when the
+  asset has a timeout, a `task_timeout` timer.
+- `fire_due_timers`: a scheduled timer whose due time has passed fires — but only
+  when the state is fresh: if the watermark (`last_processed_at`) is older than the
+  due time, events that would change the decision (a heartbeat, a finish) may not
+  be folded yet, so the timer is reported as lagging and delivered again later.
+  Firing a heartbeat check or timeout of an attempt that is still open ends the
+  attempt (`AttemptAbandoned`).
+
+Heartbeat checks recur: check `n` of an attempt has id suffix `heartbeat_check.{n}`;
+when it fires and the heartbeat is fresh, the next request makes check `n + 1`.
 """
 
 from __future__ import annotations
@@ -17,9 +24,36 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from servo.engine import events as ev
+from servo.engine import schema as s
 from servo.engine.ids import new_ulid, timer_id
-from servo.engine.schema import RETRY_WAIT, TIMER_SCHEDULED, TaskRow, TimerRow
-from servo.resilience.retry import RetryPolicy
+from servo.engine.schema import TaskRow, TimerRow
+from servo.observability import metrics
+from servo.resilience.retry import ErrorKind, RetryPolicy
+
+TIMERS_SCHEDULED = metrics.counter("servo_timers_scheduled_total", "Timers requested.", ["kind"])
+TIMERS_FIRED = metrics.counter("servo_timers_fired_total", "Timers fired.", ["kind"])
+TIMERS_RESCHEDULED = metrics.counter(
+    "servo_timers_rescheduled_total",
+    "Due timers held back because the projection lagged behind their due time.",
+    ["kind"],
+)
+ATTEMPTS_TIMED_OUT = metrics.counter(
+    "servo_attempts_timed_out_total", "Attempts ended by the engine.", ["reason"]
+)
+
+_OPEN = frozenset({s.DISPATCHED, s.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    """Timing rules of the timer controller.
+
+    Attributes:
+        heartbeat_timeout_us: a started attempt whose last heartbeat is older than this
+            is considered lost.
+    """
+
+    heartbeat_timeout_us: int = 30_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +61,18 @@ class TimerDecisions:
     """What `fire_due_timers` decided.
 
     Attributes:
-        events: `TimerFired` events for timers that may act.
+        events: `TimerFired` events, and `AttemptAbandoned` for attempts they end.
         lagging: due timers held back because the watermark is older than their due time.
+        stop: attempt ids the engine gave up on (their workers should be asked to stop).
     """
 
     events: list[ev.Event]
     lagging: list[TimerRow]
+    stop: list[str]
 
 
-def _policy(task: TaskRow) -> RetryPolicy:
+def policy_of(task: TaskRow) -> RetryPolicy:
+    """The task's retry policy, from the parameters recorded in its plan."""
     if not task.retry:
         return RetryPolicy(max_attempts=task.max_attempts, jitter=0)
     params = json.loads(task.retry)
@@ -45,76 +82,152 @@ def _policy(task: TaskRow) -> RetryPolicy:
         max_delay=params["max_delay"],
         backoff_multiplier=params["backoff_multiplier"],
         jitter=params["jitter"],
+        retry_on=frozenset(ErrorKind(k) for k in params["retry_on"]),
+        dont_retry_on=frozenset(ErrorKind(k) for k in params["dont_retry_on"]),
+        retry_on_timeout=params["retry_on_timeout"],
     )
 
 
-def request_retry_timers(
+def _event(
+    task: TaskRow,
+    payload: ev.Payload,
+    tenant_id: str,
+    workspace_id: str,
+    now: int,
+    attempt_id: str | None = None,
+) -> ev.Event:
+    return ev.Event(
+        event_id=new_ulid(),
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        run_id=task.run_id,
+        payload=payload,
+        task_key=task.task_key,
+        attempt=task.attempt,
+        attempt_id=attempt_id,
+        emitted_at=now,
+    )
+
+
+def request_timers(
     tasks: Iterable[TaskRow],
-    has_timer: Callable[[str], bool],
+    timer_of: Callable[[str], TimerRow | None],
     *,
     tenant_id: str,
     workspace_id: str,
     now: int,
+    settings: TimerSettings,
 ) -> list[ev.Event]:
-    """`TimerRequested` for each RETRY_WAIT task whose retry timer does not exist yet."""
+    """`TimerRequested` for every timer the tasks need and do not have yet."""
     out = []
     for task in tasks:
-        if task.status != RETRY_WAIT or task.attempt_id is None:
+        if task.attempt_id is None:
             continue
-        tid = timer_id(tenant_id, workspace_id, task.run_id, task.task_key, task.attempt, "retry")
-        if has_timer(tid):
-            continue
-        delay_s = _policy(task).delay(task.attempt, seed=tid)
-        due_at = (task.finished_at or now) + int(delay_s * 1_000_000)
-        out.append(
-            ev.Event(
-                event_id=new_ulid(),
-                tenant_id=tenant_id,
-                workspace_id=workspace_id,
-                run_id=task.run_id,
-                payload=ev.TimerRequested(timer_id=tid, kind="retry", due_at=due_at),
-                task_key=task.task_key,
-                attempt=task.attempt,
-                attempt_id=task.attempt_id,
-                emitted_at=now,
-            )
-        )
+        ids = (tenant_id, workspace_id, task.run_id, task.task_key, task.attempt)
+        wanted: list[tuple[str, ev.TimerKind, int]] = []
+        if task.status == s.RETRY_WAIT:
+            tid = timer_id(*ids, "retry")
+            delay_s = policy_of(task).delay(task.attempt, seed=tid)
+            wanted.append((tid, "retry", (task.finished_at or now) + int(delay_s * 1_000_000)))
+        if task.status == s.RUNNING and task.started_at is not None:
+            if task.timeout_s is not None:
+                due = task.started_at + int(task.timeout_s * 1_000_000)
+                wanted.append((timer_id(*ids, "task_timeout"), "task_timeout", due))
+            check = _next_heartbeat_check(ids, timer_of)
+            if check is not None:
+                last = task.heartbeat_at or task.started_at
+                wanted.append((check, "heartbeat_check", last + settings.heartbeat_timeout_us))
+        for tid, kind, due_at in wanted:
+            if timer_of(tid) is not None:
+                continue
+            TIMERS_SCHEDULED.labels(kind).inc()
+            payload = ev.TimerRequested(timer_id=tid, kind=kind, due_at=due_at)
+            out.append(_event(task, payload, tenant_id, workspace_id, now))
     return out
+
+
+def _next_heartbeat_check(
+    ids: tuple[str, str, str, str, int], timer_of: Callable[[str], TimerRow | None]
+) -> str | None:
+    """The id of the next heartbeat check to request, or None if one is scheduled."""
+    n = 0
+    while True:
+        tid = timer_id(*ids, f"heartbeat_check.{n}")
+        found = timer_of(tid)
+        if found is None:
+            return tid
+        if found.fired_at is None:
+            return None
+        n += 1
 
 
 def fire_due_timers(
     timers: Iterable[TimerRow],
+    task_of: Callable[[str, str], TaskRow | None],
     *,
     tenant_id: str,
     workspace_id: str,
     now: int,
     watermark: int,
+    settings: TimerSettings,
 ) -> TimerDecisions:
-    """`TimerFired` for due timers, unless the watermark lags behind their due time."""
-    fired: list[ev.Event] = []
+    """Fire due timers whose decision the state is fresh enough to make."""
+    events: list[ev.Event] = []
     lagging: list[TimerRow] = []
+    stop: list[str] = []
     for timer in timers:
-        if timer.status != TIMER_SCHEDULED or timer.due_at > now:
+        if timer.status != s.TIMER_SCHEDULED or timer.due_at > now:
             continue
         if watermark < timer.due_at:
+            TIMERS_RESCHEDULED.labels(timer.kind).inc()
             lagging.append(timer)
             continue
-        fired.append(
-            ev.Event(
-                event_id=new_ulid(),
-                tenant_id=tenant_id,
-                workspace_id=workspace_id,
-                run_id=timer.run_id,
-                payload=ev.TimerFired(timer_id=timer.timer_id),
-                task_key=timer.task_key,
-                attempt=timer.attempt,
-                emitted_at=now,
-            )
+        task = task_of(timer.run_id, timer.task_key)
+        if task is None:
+            continue
+        TIMERS_FIRED.labels(timer.kind).inc()
+        fired = ev.Event(
+            event_id=new_ulid(),
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            run_id=timer.run_id,
+            payload=ev.TimerFired(timer_id=timer.timer_id),
+            task_key=timer.task_key,
+            attempt=timer.attempt,
+            emitted_at=now,
         )
-    return TimerDecisions(fired, lagging)
+        events.append(fired)
+        ended = _ends_attempt(timer, task, now, settings)
+        if ended is not None:
+            ATTEMPTS_TIMED_OUT.labels(ended.reason).inc()
+            assert task.attempt_id is not None
+            events.append(_event(task, ended, tenant_id, workspace_id, now, task.attempt_id))
+            stop.append(task.attempt_id)
+    return TimerDecisions(events, lagging, stop)
 
 
-def next_due(timers: Iterable[TimerRow]) -> int | None:
-    """The earliest due time among scheduled timers, or None."""
-    due = [t.due_at for t in timers if t.status == TIMER_SCHEDULED]
-    return min(due) if due else None
+def _ends_attempt(
+    timer: TimerRow, task: TaskRow, now: int, settings: TimerSettings
+) -> ev.AttemptAbandoned | None:
+    if task.attempt != timer.attempt or task.status not in _OPEN:
+        return None  # the attempt ended (or moved on) before the timer fired
+    if timer.kind == "task_timeout":
+        retryable = policy_of(task).is_retryable(ErrorKind.TIMEOUT)
+        return ev.AttemptAbandoned(reason="timeout", retryable=retryable)
+    if timer.kind == "heartbeat_check":
+        last = task.heartbeat_at or task.started_at or 0
+        if last + settings.heartbeat_timeout_us <= now:
+            return ev.AttemptAbandoned(reason="heartbeat_missed", retryable=True)
+    return None
+
+
+def abandon_cancelled(
+    tasks: Iterable[TaskRow], *, tenant_id: str, workspace_id: str, now: int
+) -> list[ev.Event]:
+    """`AttemptAbandoned(cancelled)` for the open attempts of a cancelled run's tasks."""
+    payload = ev.AttemptAbandoned(reason="cancelled")
+    return [
+        _event(task, payload, tenant_id, workspace_id, now, task.attempt_id)
+        for task in tasks
+        if task.status in _OPEN and task.attempt_id is not None
+    ]
