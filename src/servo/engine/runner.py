@@ -76,8 +76,14 @@ RETRIES = metrics.counter(
     "servo_task_retries_total", "Attempts that failed and will be retried.", ["error_type"]
 )
 
-#: Seconds after which a timer held back for a lagging watermark is delivered again.
+#: Microseconds after which a timer held back for a lagging watermark is delivered again.
 _LAG_RETRY_US = 1_000
+#: Most reports taken per loop iteration: short iterations keep timers punctual.
+_MAX_DRAIN = 128
+#: A periodic publish waits while a timer is due within this horizon...
+_TIMER_HORIZON_US = 100_000
+#: ...but never past this many publish intervals.
+_MAX_PUBLISH_DELAY = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +357,7 @@ class EmbeddedRunner:
         written: list[ev.Event] = []
         unwritten: list[ev.Event] = []
         block = timeout > 0
-        while True:
+        for _ in range(_MAX_DRAIN):
             try:
                 item = self._reports.get(block=block, timeout=timeout if block else None)
             except queue.Empty:
@@ -630,7 +636,14 @@ class EmbeddedRunner:
     # ---------------------------------------------------------------- publish
     def _publish(self, *, force: bool) -> None:
         elapsed = time.monotonic() - self._last_publish
-        if force or elapsed >= self.options.publish_interval_s:
+        interval = self.options.publish_interval_s
+        if not force and elapsed < _MAX_PUBLISH_DELAY * interval:
+            if elapsed < interval:
+                return
+            due = self._wheel.next_due()
+            if due is not None and due - self._clock() < _TIMER_HORIZON_US:
+                return  # a timer is about to fire: publish after it, not in its way
+        if force or elapsed >= interval:
             self._flush()
             self.compactor.publish(taken_at=self._drained_at or self._clock())
             self._last_publish = time.monotonic()

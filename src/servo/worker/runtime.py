@@ -250,7 +250,7 @@ class TaskRuntime:
             policy = getattr(definition, "retry", None)
             kind = classify(exc)
             retryable = isinstance(policy, RetryPolicy) and policy.is_retryable(kind)
-            bound.warning(
+            (bound.info if retryable else bound.warning)(
                 "task.failed",
                 error_type=type(exc).__name__,
                 error_kind=kind.value,
