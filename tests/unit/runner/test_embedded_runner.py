@@ -202,7 +202,8 @@ def test_restart_redelivers_attempts_left_running_by_a_dead_runner(
     @asset
     def slow() -> str:
         calls.append("slow")
-        release.wait(5)
+        if len(calls) == 1:
+            release.wait(5)  # the dead runner's worker hangs until the end
         return "done"
 
     defs = Definitions(assets=[slow])
@@ -217,9 +218,9 @@ def test_restart_redelivers_attempts_left_running_by_a_dead_runner(
     # The dead runner's worker is still blocked; a new runner takes over.
     with EmbeddedRunner(store, defs) as runner:
         start = runner.start_run(idempotency_key="k")
-        release.set()
         run = runner.wait(start.run_id)
         task = runner.state.task(run_id, "slow")
+    release.set()
     dead._dispatcher.close()
     assert start.resumed and run.status == s.RUN_SUCCEEDED
     assert task is not None and task.attempt == 2
