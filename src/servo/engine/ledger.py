@@ -280,14 +280,7 @@ class LedgerWriter:
                 except TransientStorageError as exc:
                     WRITE_ERRORS.labels(error_type=type(exc).__name__).inc()
                     if attempt >= WRITE_ATTEMPTS:
-                        log.error(
-                            "ledger.write_failed",
-                            tenant_id=self.tenant_id,
-                            run_id=run_id,
-                            path=path,
-                            attempts=attempt,
-                            error=str(exc),
-                        )
+                        self._log_failed(run_id, path, attempt, exc)
                         raise
                     delay = BACKOFF_S * 2 ** (attempt - 1) * (1 + _JITTER.random() / 2)
                     log.warning(
@@ -302,15 +295,18 @@ class LedgerWriter:
                     self._sleep(delay)
                 except StorageError as exc:
                     WRITE_ERRORS.labels(error_type=type(exc).__name__).inc()
-                    log.error(
-                        "ledger.write_failed",
-                        tenant_id=self.tenant_id,
-                        run_id=run_id,
-                        path=path,
-                        attempts=attempt,
-                        error=str(exc),
-                    )
+                    self._log_failed(run_id, path, attempt, exc)
                     raise
         finally:
             WRITE_DURATION.observe(time.perf_counter() - started)
         EVENTS_WRITTEN.inc(len(events))
+
+    def _log_failed(self, run_id: str | None, path: str, attempts: int, exc: Exception) -> None:
+        log.error(
+            "ledger.write_failed",
+            tenant_id=self.tenant_id,
+            run_id=run_id,
+            path=path,
+            attempts=attempts,
+            error=str(exc),
+        )
