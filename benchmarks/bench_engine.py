@@ -25,41 +25,13 @@ from benchmarks._timing import Timing, measure
 from servo.engine import events as ev
 from servo.engine import projections, snapshot
 from servo.engine.compactor import Compactor
-from servo.engine.ids import cloud_task_id, dispatch_id, new_ulid
 from servo.engine.snapshot import SnapshotReader
 from servo.storage.local import LocalObjectStore
+from servo.testing.lifecycles import lifecycle
 
 TENANT = "bench"
 WORKSPACE = "main"
 TASKS_PER_RUN = 10
-
-
-def lifecycle(run_id: str, start: int, n_tasks: int = TASKS_PER_RUN) -> list[ev.Event]:
-    """One run whose tasks all succeed at the first attempt (1 + 4 * n_tasks events)."""
-
-    def event(
-        payload: ev.Payload, at: int, task: str | None = None, aid: str | None = None
-    ) -> ev.Event:
-        attempt = None if task is None else 1
-        return ev.Event(new_ulid(), TENANT, WORKSPACE, run_id, payload, task, attempt, aid, at)
-
-    names = [f"asset_{i}" for i in range(n_tasks)]
-    plan = tuple(ev.PlannedTask(task_key=n, asset_key=n) for n in names)
-    out = [event(ev.RunRequested(tasks=plan, idempotency_key=run_id), start)]
-    clock = start
-    for name in names:
-        aid = new_ulid()
-        ctid = cloud_task_id(dispatch_id(TENANT, WORKSPACE, run_id, name, 1))
-        output = ev.OutputRef(f"outputs/{name}/{run_id}.parquet", "parquet", 4096, 100)
-        for payload in (
-            ev.DispatchRequested(),
-            ev.DispatchEnqueued(cloud_task_id=ctid),
-            ev.TaskStarted(worker_id="worker-1"),
-            ev.TaskFinished(outcome="succeeded", output=output, duration_s=1.5),
-        ):
-            clock += 1000
-            out.append(event(payload, clock, name, aid))
-    return out
 
 
 def event_stream(count: int, prefix: str = "r") -> list[ev.Event]:
@@ -67,7 +39,13 @@ def event_stream(count: int, prefix: str = "r") -> list[ev.Event]:
     out: list[ev.Event] = []
     run = 0
     while len(out) < count:
-        out += lifecycle(f"{prefix}{run:07d}", 1_700_000_000_000_000 + run * 1_000_000)
+        out += lifecycle(
+            f"{prefix}{run:07d}",
+            TASKS_PER_RUN,
+            start=1_700_000_000_000_000 + run * 1_000_000,
+            tenant=TENANT,
+            workspace=WORKSPACE,
+        )
         run += 1
     return out[:count]
 

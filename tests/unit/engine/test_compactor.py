@@ -23,8 +23,8 @@ from servo.observability import metrics
 from servo.storage.base import ObjectStore
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore
+from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
 
-from .lifecycles import TENANT, WORKSPACE, lifecycle
 from .strategies import histories, shuffled_with_duplicates
 
 

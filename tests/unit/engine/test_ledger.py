@@ -17,8 +17,7 @@ from servo.errors import (
 )
 from servo.observability import metrics
 from servo.storage.memory import MemoryObjectStore
-
-from .lifecycles import lifecycle
+from servo.testing.lifecycles import lifecycle
 
 
 class FlakyStore(MemoryObjectStore):

@@ -14,8 +14,7 @@ from servo.engine.snapshot import Snapshot, SnapshotReader
 from servo.errors import EngineError
 from servo.storage.base import StoredObject
 from servo.storage.memory import MemoryObjectStore
-
-from .lifecycles import TENANT, WORKSPACE, lifecycle
+from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
 
 
 class CountingStore(MemoryObjectStore):

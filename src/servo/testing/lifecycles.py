@@ -1,4 +1,7 @@
-"""Builders of realistic run lifecycles with globally unique event ids."""
+"""Builders of realistic run lifecycles with globally unique event ids.
+
+For tests and benchmarks of code that reads the ledger or the projections.
+"""
 
 from __future__ import annotations
 
