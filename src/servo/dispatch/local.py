@@ -15,15 +15,18 @@ Process mode loads the definitions and opens the store again in each worker proc
 write their events to the ledger and notify the runner through a queue (`on_events`),
 heartbeats included. If a worker process dies, the pool is broken: every attempt in
 it ends with the error (the runner redelivers them) and the next enqueue starts a
-fresh pool.
+fresh pool. If the runner dies, its worker processes exit within a fraction of a
+second instead of finishing attempts the restarted runner will redeliver.
 """
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,10 +88,32 @@ class _NotifyingLedgerSink(LedgerSink):
 
 _process_runtime: TaskRuntime | None = None
 
+#: How often a worker process checks that the runner that started it is alive.
+_PARENT_CHECK_S = 0.2
 
-def _init_process(spec: ProcessRuntimeSpec, notify: Any) -> None:
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker process as soon as its runner is gone.
+
+    A killed runner's workers would otherwise finish attempts the restarted runner
+    has already given up on, racing the redelivered attempts. Work in flight is
+    lost, which at-least-once delivery allows: the restarted runner redelivers it.
+    """
+    while True:
+        time.sleep(_PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _init_process(spec: ProcessRuntimeSpec, notify: Any, parent: int) -> None:
     global _process_runtime  # noqa: PLW0603 - one runtime per worker process
     from servo.sdk.loader import load_definitions
+
+    if os.getppid() != parent:
+        os._exit(3)
+    threading.Thread(
+        target=_exit_with_parent, args=(parent,), name="servo-parent-watch", daemon=True
+    ).start()
 
     store = spec.open_store()
     _process_runtime = TaskRuntime(
@@ -194,7 +219,9 @@ class LocalPoolDispatcher:
         return ProcessPoolExecutor(
             self._concurrency,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=functools.partial(_init_process, self._process_spec, self._notify),
+            initializer=functools.partial(
+                _init_process, self._process_spec, self._notify, os.getpid()
+            ),
         )
 
     def _forward(self) -> None:
