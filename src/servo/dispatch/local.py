@@ -290,7 +290,15 @@ class LocalPoolDispatcher:
         if self._runtime is not None:
             self._runtime.close()
         if self._processes is not None:
-            self._processes.shutdown(wait=True, cancel_futures=True)
+            workers = list(getattr(self._processes, "_processes", {}).values())
+            self._processes.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + self._close_timeout_s
+            for worker in workers:  # a stuck worker must not hang the runner's exit
+                worker.join(max(0.0, deadline - time.monotonic()))
+                if worker.is_alive():
+                    log.warning("dispatch.worker_terminated", pid=worker.pid)
+                    worker.kill()
+                    worker.join(1.0)
             self._notify.put(None)
             self._forwarder.join(self._close_timeout_s)
             self._notify.close()
