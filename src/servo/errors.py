@@ -11,14 +11,22 @@ ServoError
 │   ├── PreconditionFailedError a conditional write lost (generation mismatch)
 │   ├── ObjectNotFoundError     a read of an object that does not exist
 │   └── TransientStorageError   a failure worth retrying (network, 5xx, throttling)
-└── EngineError                 engine invariants and ledger/projection problems
-    ├── EventDecodeError        a ledger object that is not a valid event
-    └── ManifestConflictError   a manifest publish lost the compare-and-swap race
+├── EngineError                 engine invariants and ledger/projection problems
+│   ├── EventDecodeError        a ledger object that is not a valid event
+│   └── ManifestConflictError   a manifest publish lost the compare-and-swap race
+├── CircuitOpenError            a circuit breaker refused a call: the dependency is presumed down
+└── CatalogError                metadata catalog failures, backend-neutral
+    ├── CatalogUnavailableError a transient failure (connection, timeout, lock, open breaker)
+    │                           that outlived the catalog's own retries
+    ├── CatalogIntegrityError   a constraint refused a write (duplicate key, invalid value)
+    ├── TenantIsolationError    row-level security refused a write outside the caller's tenant
+    └── CatalogSchemaError      the database schema is not the one this Servo needs (migrate)
 ```
 
 Driver errors are translated at the boundary (`raise ... from exc`) so callers only
 ever see these classes. Only `TransientStorageError` (and subclasses introduced for
-the same purpose) are retried.
+the same purpose) are retried; the catalog retries its transient errors itself and
+raises `CatalogUnavailableError` when they persist.
 """
 
 from __future__ import annotations
@@ -82,3 +90,38 @@ class EventDecodeError(EngineError):
 
 class ManifestConflictError(EngineError):
     """Another compactor published the manifest generation first."""
+
+
+class CircuitOpenError(ServoError):
+    """A circuit breaker refused the call; the dependency is presumed down.
+
+    Attributes:
+        dependency: the guarded dependency (``postgres``, ``cloud_tasks``, ...).
+        retry_after_s: seconds until the breaker lets a recovery probe through (0 when
+            a probe is already in flight).
+    """
+
+    def __init__(self, dependency: str, retry_after_s: float, reason: str) -> None:
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{dependency} circuit breaker is open: {reason}")
+
+
+class CatalogError(ServoError):
+    """A metadata catalog operation failed."""
+
+
+class CatalogUnavailableError(CatalogError):
+    """The catalog database could not be reached or answered in time, after retries."""
+
+
+class CatalogIntegrityError(CatalogError):
+    """A constraint of the catalog refused a write (duplicate key, invalid value)."""
+
+
+class TenantIsolationError(CatalogError):
+    """Row-level security refused a write outside the caller's tenant."""
+
+
+class CatalogSchemaError(CatalogError):
+    """The catalog schema is missing or at another revision; run ``servo catalog migrate``."""

@@ -1,4 +1,12 @@
-"""What every command needs first: settings, logging and the loaded definitions."""
+"""What every command needs first: settings, logging, the definitions, the catalog.
+
+A catalog is *configured* when ``database.url`` (``SERVO_DATABASE_URL``) is set, or
+when the home already holds the embedded SQLite catalog (``{home}/catalog.db``,
+created by the first ``servo materialize``). ``servo runs ...`` then read it; ``servo
+assets`` and ``servo lineage`` read it unless definitions are named explicitly
+(``--defs`` or ``SERVO_DEFS``), because the code is the source of truth for what is
+defined and the catalog for what was registered (ADR 0007).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,9 @@ if TYPE_CHECKING:
 
 #: Loaded when neither ``--defs`` nor ``SERVO_DEFS`` is given and it exists.
 DEFAULT_DEFS = "definitions.py"
+#: The embedded catalog's file under the home (``servo.catalog.catalog.SQLITE_FILE``,
+#: repeated here so that deciding where to read does not import SQLAlchemy).
+CATALOG_FILE = "catalog.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +46,16 @@ def configure(state: CliState | None) -> Settings:
     settings = load_settings(config_file=state.config if state else None)
     configure_logging(settings.log.level, settings.log.format)
     return settings
+
+
+def with_home(settings: Settings, home: Path | None) -> Settings:
+    """The settings with ``--home`` applied when given."""
+    return settings if home is None else settings.model_copy(update={"home": home})
+
+
+def catalog_configured(settings: Settings) -> bool:
+    """Whether reading commands should use the catalog (see the module docstring)."""
+    return settings.database.url is not None or (Path(settings.home) / CATALOG_FILE).is_file()
 
 
 def resolve_target(defs: str | None, cwd: Path | None = None) -> str:

@@ -84,27 +84,19 @@ def plan(ctx: typer.Context, defs: DefsOption = None, as_json: JsonOption = Fals
         render.print_plan(execution_plan)
 
 
-@app.command()
-def lineage(
+def lineage_from_definitions(
     ctx: typer.Context,
-    asset_name: Annotated[str, typer.Argument(metavar="ASSET", help="The asset to trace.")],
-    defs: DefsOption = None,
-    upstream: Annotated[bool, typer.Option("--upstream", help="Only upstream.")] = False,
-    downstream: Annotated[bool, typer.Option("--downstream", help="Only downstream.")] = False,
-    depth: Annotated[
-        int | None,
-        typer.Option("--depth", min=1, help="Edges to follow (default: unlimited)."),
-    ] = None,
-    as_json: JsonOption = False,
+    asset_name: str,
+    defs: str | None,
+    upstream: bool,
+    downstream: bool,
+    depth: int | None,
+    as_json: bool,
 ) -> None:
     """Show what an asset depends on and what depends on it."""
     from servo.cli import render
 
-    if upstream and downstream:
-        raise typer.BadParameter(
-            "--upstream and --downstream exclude each other; give neither for both"
-        )
-    direction: render.Direction = "upstream" if upstream else "downstream" if downstream else "both"
+    direction = render.direction_of(upstream, downstream)
     found = open_session(_state(ctx), defs).graph.lineage(asset_name, depth)
     if as_json:
         render.write_json(render.lineage_payload(found, direction))
@@ -112,8 +104,7 @@ def lineage(
         render.print_lineage(found, direction)
 
 
-@app.command()
-def assets(ctx: typer.Context, defs: DefsOption = None, as_json: JsonOption = False) -> None:
+def assets_from_definitions(ctx: typer.Context, defs: str | None, as_json: bool) -> None:
     """List the assets with their dependencies, description, owner and tags."""
     from servo.cli import render
 
@@ -125,10 +116,18 @@ def assets(ctx: typer.Context, defs: DefsOption = None, as_json: JsonOption = Fa
 
 
 def _register_run_commands() -> None:
+    from servo.cli import catalog
+    from servo.cli.cancel import cancel_run
     from servo.cli.runs import materialize, runs_app
 
+    # `assets` and `lineage` read the catalog when one is configured, else the
+    # definitions (through the functions above).
+    app.command("lineage")(catalog.lineage)
+    app.command("assets")(catalog.assets)
     app.command()(materialize)
+    runs_app.command("cancel")(cancel_run)
     app.add_typer(runs_app, name="runs")
+    app.add_typer(catalog.catalog_app, name="catalog")
 
 
 _register_run_commands()

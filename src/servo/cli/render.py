@@ -18,6 +18,17 @@ def write_json(payload: Mapping[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
+def direction_of(upstream: bool, downstream: bool) -> Direction:
+    """The lineage direction the ``--upstream`` / ``--downstream`` flags ask for."""
+    if upstream and downstream:
+        import typer
+
+        raise typer.BadParameter(
+            "--upstream and --downstream exclude each other; give neither for both"
+        )
+    return "upstream" if upstream else "downstream" if downstream else "both"
+
+
 def plan_payload(plan: ExecutionPlan) -> dict[str, Any]:
     """``{"assets": N, "levels": [[...], ...]}``."""
     return {"assets": len(plan.order), "levels": [list(level) for level in plan.levels]}

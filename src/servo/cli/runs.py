@@ -6,7 +6,16 @@ a live progress bar on stderr, a summary table (or ``--json``) on stdout. Exit c
 or definition errors. ``--home`` defaults to ``SERVO_HOME`` (or the config file's
 ``home``), else ``./.servo``.
 
-``runs list`` and ``runs show`` read the published projections of the home.
+Every ``materialize`` projects into the catalog (``database.url``, else SQLite at
+``{home}/catalog.db``): the definitions and lineage edges are registered before the
+run, and a publish listener upserts executions, tasks and materializations after
+each published snapshot. A catalog that cannot be reached does not stop the run
+(a warning says so; the next ``materialize`` catches up from its checkpoint); a
+PostgreSQL catalog that was never migrated does (``servo catalog migrate``).
+
+``runs list`` and ``runs show`` read the catalog when one is configured (see
+`servo.cli._session`), else the published projections of the home. ``--tenant``
+(``SERVO_TENANT``) is the engine scope's tenant and the catalog tenant alike.
 """
 
 from __future__ import annotations
@@ -16,11 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servo.cli._session import CliState, configure, resolve_target
+from servo.cli._session import CliState, catalog_configured, configure, resolve_target, with_home
 
 if TYPE_CHECKING:
+    from servo.catalog.protocol import Catalog
+    from servo.catalog.run_records import Execution, ExecutionTask
     from servo.config.settings import Settings
     from servo.engine.schema import RunRow, TaskRow
+    from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
 
 #: Exit code when a run ends with any asset failed, skipped or cancelled.
@@ -48,10 +60,74 @@ def _state(ctx: typer.Context) -> CliState | None:
 def _open(ctx: typer.Context, home: Path | None) -> tuple[Settings, ObjectStore]:
     from servo.storage.factory import open_store
 
-    settings = configure(_state(ctx))
-    if home is not None:
-        settings = settings.model_copy(update={"home": home})
+    settings = with_home(configure(_state(ctx)), home)
     return settings, open_store(settings.storage, settings.home)
+
+
+def _catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -> Catalog | None:
+    """The catalog with the definitions registered; None (and a warning) when it is down."""
+    from servo.catalog import open_catalog, register_definitions
+    from servo.errors import CatalogUnavailableError
+    from servo.observability.logging import get_logger
+
+    log = get_logger(__name__)
+    try:
+        catalog = open_catalog(settings)
+    except CatalogUnavailableError as exc:
+        log.warning("catalog.unavailable_run_continues", tenant_id=tenant, error=str(exc))
+        return None
+    try:
+        register_definitions(catalog, tenant, definitions)
+    except CatalogUnavailableError as exc:
+        log.warning("catalog.definitions_not_registered", tenant_id=tenant, error=str(exc))
+    except BaseException:
+        catalog.close()
+        raise
+    return catalog
+
+
+def run_row(execution: Execution) -> RunRow:
+    """A catalog execution as the engine's run row (so both render alike)."""
+    from servo.engine.schema import RunRow
+
+    return RunRow(
+        run_id=execution.execution_id,
+        tenant_id=execution.tenant_id or "",
+        workspace_id=execution.workspace_id,
+        request_event_id="",
+        requested_at=execution.requested_at,
+        idempotency_key=execution.idempotency_key,
+        selection=execution.selection,
+        defs_source=execution.defs_source,
+        cancel_requested_at=execution.cancel_requested_at,
+        status=execution.status,
+        n_tasks=execution.n_tasks,
+        n_succeeded=execution.n_succeeded,
+        n_failed=execution.n_failed,
+        n_skipped=execution.n_skipped,
+        n_cancelled=execution.n_cancelled,
+        completed_at=execution.completed_at,
+    )
+
+
+def task_row(task: ExecutionTask) -> TaskRow:
+    """A catalog task as the engine's task row."""
+    from servo.engine.schema import TaskRow
+
+    return TaskRow(
+        run_id=task.execution_id,
+        task_key=task.task_key,
+        asset_key=task.asset_key,
+        partition_key=task.partition_key,
+        max_attempts=task.max_attempts,
+        status=task.status,
+        attempt=task.attempt,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        error_type=task.error_type,
+        error_message=task.error_message,
+        output_rows=task.output_rows,
+    )
 
 
 def task_status(task: TaskRow) -> str:
@@ -127,17 +203,55 @@ def materialize(
         pool="process" if processes else "thread",
         process_spec=spec,
     )
-    with EmbeddedRunner(store, definitions, options) as runner:
-        start = runner.start_run(selection, idempotency_key)
-        with render_runs.Progress(enabled=not as_json, resumed=start.resumed) as progress:
-            run = runner.wait(start.run_id, progress.update)
-        tasks = runner.state.tasks_of(start.run_id)
+    catalog = _catalog_for_run(settings, tenant, definitions)
+    try:
+        with EmbeddedRunner(store, definitions, options) as runner:
+            if catalog is not None:
+                from servo.catalog.projector import CatalogProjector
+
+                projector = CatalogProjector(catalog, store, tenant, options.workspace_id)
+                runner.add_publish_listener(projector)
+            start = runner.start_run(selection, idempotency_key)
+            with render_runs.Progress(enabled=not as_json, resumed=start.resumed) as progress:
+                run = runner.wait(start.run_id, progress.update)
+            tasks = runner.state.tasks_of(start.run_id)
+    finally:
+        if catalog is not None:
+            catalog.close()
     if as_json:
         render_runs.write_json(run_payload(run, tasks))
     else:
         render_runs.print_run(run, tasks)
     if run.status != "SUCCEEDED":
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _catalog_runs(settings: Settings, tenant: str) -> list[RunRow]:
+    from servo.catalog import open_catalog
+
+    runs: list[RunRow] = []
+    with open_catalog(settings) as catalog:
+        cursor = None
+        while True:
+            page = catalog.executions.list(tenant, limit=1000, cursor=cursor)
+            runs.extend(run_row(e) for e in page.items)
+            if page.next_cursor is None:
+                return runs
+            cursor = page.next_cursor
+
+
+def _catalog_run(settings: Settings, tenant: str, run_id: str) -> tuple[RunRow, list[TaskRow]]:
+    from servo.catalog import open_catalog
+    from servo.errors import ServoError
+
+    with open_catalog(settings) as catalog:
+        execution = catalog.executions.get(tenant, run_id)
+        if execution is None:
+            raise ServoError(
+                f"no run {run_id!r} in the catalog for tenant {tenant!r}; "
+                "'servo runs list' shows the runs"
+            )
+        return run_row(execution), [task_row(t) for t in catalog.executions.tasks(tenant, run_id)]
 
 
 @runs_app.command("list")
@@ -147,18 +261,26 @@ def list_runs(
     tenant: TenantOption = "default",
     as_json: JsonOption = False,
 ) -> None:
-    """List the runs of the home, newest first."""
+    """List the runs of the tenant, newest first (from the catalog when configured)."""
     from servo.cli import render_runs
-    from servo.engine.snapshot import SnapshotReader
 
-    _, store = _open(ctx, home)
-    runs = sorted(
-        SnapshotReader(store, tenant, "default").load().runs(),
-        key=lambda r: r.requested_at,
-        reverse=True,
-    )
+    settings = with_home(configure(_state(ctx)), home)
+    if catalog_configured(settings):
+        source, runs = "catalog", _catalog_runs(settings, tenant)
+    else:
+        from servo.engine.snapshot import SnapshotReader
+        from servo.storage.factory import open_store
+
+        store = open_store(settings.storage, settings.home)
+        source = "projections"
+        runs = sorted(
+            SnapshotReader(store, tenant, "default").load().runs(),
+            key=lambda r: r.requested_at,
+            reverse=True,
+        )
     if as_json:
-        render_runs.write_json({"runs": [render_runs.run_summary(r) for r in runs]})
+        payload = {"runs": [render_runs.run_summary(r) for r in runs], "source": source}
+        render_runs.write_json(payload)
     else:
         render_runs.print_runs(runs)
 
@@ -171,17 +293,23 @@ def show_run(
     tenant: TenantOption = "default",
     as_json: JsonOption = False,
 ) -> None:
-    """Show one run and the status of each of its assets."""
+    """Show one run and the status of each of its assets (from the catalog when configured)."""
     from servo.cli import render_runs
-    from servo.engine.snapshot import SnapshotReader
     from servo.errors import ServoError
 
-    _, store = _open(ctx, home)
-    snapshot = SnapshotReader(store, tenant, "default").load()
-    run = snapshot.run(run_id)
-    if run is None:
-        raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
-    tasks = snapshot.tasks_of(run_id)
+    settings = with_home(configure(_state(ctx)), home)
+    if catalog_configured(settings):
+        run, tasks = _catalog_run(settings, tenant, run_id)
+    else:
+        from servo.engine.snapshot import SnapshotReader
+        from servo.storage.factory import open_store
+
+        store = open_store(settings.storage, settings.home)
+        snapshot = SnapshotReader(store, tenant, "default").load()
+        found = snapshot.run(run_id)
+        if found is None:
+            raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
+        run, tasks = found, snapshot.tasks_of(run_id)
     if as_json:
         render_runs.write_json(run_payload(run, tasks))
     else:
