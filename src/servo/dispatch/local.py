@@ -12,8 +12,9 @@ heartbeat and ignores what it reports later).
 
 Process mode loads the definitions and opens the store again in each worker process
 (`ProcessRuntimeSpec`), so nothing unpicklable crosses the boundary. Worker processes
-write their events to the ledger and notify the runner through a queue (`on_events`),
-heartbeats included. If a worker process dies, the pool is broken: every attempt in
+write their events to the ledger and notify the runner through a manager queue
+(`on_events`), heartbeats included; each worker has its own connection to it, so
+a frozen worker cannot block the others. If a worker process dies, the pool is broken: every attempt in
 it ends with the error (the runner redelivers them) and the next enqueue starts a
 fresh pool. If the runner dies, its worker processes exit within a fraction of a
 second instead of finishing attempts the restarted runner will redeliver.
@@ -199,6 +200,7 @@ class LocalPoolDispatcher:
         self._processes: ProcessPoolExecutor | None = None
         self._process_spec = process_spec
         self._notify: Any = None
+        self._manager: Any = None
         if mode == "thread":
             if runtime is None:
                 raise ConfigError("a thread pool needs a TaskRuntime")
@@ -206,8 +208,11 @@ class LocalPoolDispatcher:
         else:
             if process_spec is None:
                 raise ConfigError("a process pool needs the definitions source and store")
-            context = multiprocessing.get_context("spawn")
-            self._notify = context.Queue()
+            # A manager queue, not a multiprocessing.Queue: each worker talks to the
+            # manager over its own connection, so a worker frozen or killed mid-write
+            # cannot hold a lock that every other worker's events (and close) wait on.
+            self._manager = multiprocessing.get_context("spawn").Manager()
+            self._notify = self._manager.Queue()
             self._forwarder = threading.Thread(
                 target=self._forward, name="servo-worker-events", daemon=True
             )
@@ -225,9 +230,12 @@ class LocalPoolDispatcher:
         )
 
     def _forward(self) -> None:
-        while (events := self._notify.get()) is not None:
-            if self._on_events is not None:
-                self._on_events(events)
+        try:
+            while (events := self._notify.get()) is not None:
+                if self._on_events is not None:
+                    self._on_events(events)
+        except (EOFError, OSError):  # the manager is gone: the dispatcher is closing
+            return
 
     @property
     def pending(self) -> int:
@@ -301,8 +309,7 @@ class LocalPoolDispatcher:
                     worker.join(1.0)
             self._notify.put(None)
             self._forwarder.join(self._close_timeout_s)
-            self._notify.close()
-            self._notify.join_thread()
+            self._manager.shutdown()
 
 
 def _is_broken(pool: ProcessPoolExecutor) -> bool:
