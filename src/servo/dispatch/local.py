@@ -13,11 +13,12 @@ heartbeat and ignores what it reports later).
 Process mode loads the definitions and opens the store again in each worker process
 (`ProcessRuntimeSpec`), so nothing unpicklable crosses the boundary. Worker processes
 write their events to the ledger and notify the runner through a manager queue
-(`on_events`), heartbeats included; each worker has its own connection to it, so
-a frozen worker cannot block the others. If a worker process dies, the pool is broken: every attempt in
-it ends with the error (the runner redelivers them) and the next enqueue starts a
-fresh pool. If the runner dies, its worker processes exit within a fraction of a
-second instead of finishing attempts the restarted runner will redeliver.
+(`on_events`), heartbeats included; each worker has its own connection to it, so a
+frozen worker cannot block the others. If a worker process dies, the pool is
+broken: every attempt in it ends with the error (the runner redelivers them) and
+the next enqueue starts a fresh pool. If the runner dies, its worker processes exit
+within a fraction of a second instead of finishing attempts the restarted runner
+will redeliver.
 """
 
 from __future__ import annotations
