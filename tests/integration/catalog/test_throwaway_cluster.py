@@ -7,7 +7,6 @@ this test proves it works on every run where the binaries are installed.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import pytest
