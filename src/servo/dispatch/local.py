@@ -243,9 +243,10 @@ class LocalPoolDispatcher:
         """Attempts handed over and not finished."""
         return self._pending
 
-    def stop(self, attempt_id: str) -> bool:
-        """Ask a running attempt to stop (threads only; cooperative)."""
-        return self._runtime is not None and self._runtime.stop(attempt_id)
+    def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
+        """Ask a running attempt to stop (threads only; cooperative); `reason` is why
+        the engine ended it (``timeout``, ``cancelled``, ...)."""
+        return self._runtime is not None and self._runtime.stop(attempt_id, reason)
 
     def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
         with ENQUEUE_SECONDS.time(), self._lock:

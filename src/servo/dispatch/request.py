@@ -49,6 +49,10 @@ class TaskRequest:
         inputs: upstream values of data dependencies.
         timeout_s: seconds the attempt may run, or None.
         defs_source: where to load the definitions from.
+        reusable_attempt_ids: earlier attempts of the task that the engine gave up
+            because their worker was lost; a result one of them recorded may be
+            reported instead of running again. Attempts the engine ended for a
+            timeout or a cancel are never listed: their results must not count.
     """
 
     tenant_id: str
@@ -64,6 +68,7 @@ class TaskRequest:
     inputs: tuple[InputRef, ...] = ()
     timeout_s: float | None = None
     defs_source: str | None = None
+    reusable_attempt_ids: tuple[str, ...] = ()
 
     @property
     def idempotency_key(self) -> str:
@@ -79,6 +84,7 @@ class TaskRequest:
     def from_dict(cls, raw: Mapping[str, Any]) -> TaskRequest:
         data = dict(raw)
         data["inputs"] = tuple(InputRef(**i) for i in data.get("inputs", ()))
+        data["reusable_attempt_ids"] = tuple(data.get("reusable_attempt_ids", ()))
         return cls(**data)
 
     @classmethod
@@ -94,12 +100,14 @@ def build_request(
     upstream: Mapping[str, TaskRow],
     data_deps: tuple[str, ...],
     defs_source: str | None,
+    reusable_attempt_ids: tuple[str, ...] = (),
 ) -> TaskRequest:
     """The request for an outbox row, with inputs from upstream tasks and pinned values.
 
     Args:
         upstream: the run's upstream task rows by task key.
         data_deps: the task's data dependencies (in-run and pinned).
+        reusable_attempt_ids: see `TaskRequest.reusable_attempt_ids`.
 
     Raises:
         EngineError: an in-run upstream has no recorded output (it has not succeeded).
@@ -132,4 +140,5 @@ def build_request(
         inputs=tuple(inputs),
         timeout_s=task.timeout_s,
         defs_source=defs_source,
+        reusable_attempt_ids=reusable_attempt_ids,
     )

@@ -158,6 +158,23 @@ def _worker_lost(attempt: AttemptRow) -> bool:
     return attempt.end_kind == "abandoned" and attempt.error_type in _LOST_REASONS
 
 
+def reusable_attempt_ids(attempts: Iterable[AttemptRow], before: int) -> tuple[str, ...]:
+    """Attempts before number `before` whose recorded result a new attempt may report.
+
+    Only attempts the engine gave up because their worker was lost qualify: such a
+    worker may have finished and recorded its result unseen, and reporting it keeps
+    the task's recorded effects exactly-once. An attempt ended for a timeout or a
+    cancel never qualifies, nor one that reported its own end (its result, if any,
+    was already judged). Newest first.
+    """
+    winners = current_attempts(attempts)
+    return tuple(
+        winners[n].attempt_id
+        for n in sorted(winners, reverse=True)
+        if n < before and _worker_lost(winners[n])
+    )
+
+
 def _before_first_attempt(
     deps: list[DepRow], satisfied: int, run_requested_at: int, cancel_requested_at: int | None
 ) -> TaskState:

@@ -130,6 +130,10 @@ class EngineState:
         row: TaskRow | None = self.tables["tasks"].get((run_id, task_key))
         return row
 
+    def attempts_of(self, run_id: str, task_key: str) -> list[AttemptRow]:
+        """The task's attempt rows (stale ones included), in no particular order."""
+        return list(self._attempts_of.get((run_id, task_key), ()))
+
     def deps_of(self, run_id: str, task_key: str) -> list[DepRow]:
         """The task's edges, in plan order."""
         return list(self._deps_of.get((run_id, task_key), ()))

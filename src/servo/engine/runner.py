@@ -46,6 +46,7 @@ from servo.engine.controllers.timers import (
     fire_due_timers,
     request_timers,
 )
+from servo.engine.derive import reusable_attempt_ids
 from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
@@ -507,7 +508,7 @@ class EmbeddedRunner:
             abandoned = abandon_cancelled(state.tasks_of(run_id), now=now, **scope)
             for event in abandoned:
                 assert event.attempt_id is not None
-                self._dispatcher.stop(event.attempt_id)
+                self._dispatcher.stop(event.attempt_id, "cancelled")
             self._append(abandoned)
         due_ids = self._wheel.pop_due(now)
         timers = state.tables["timers"]
@@ -521,8 +522,8 @@ class EmbeddedRunner:
         )
         for lagging in decisions.lagging:
             self._wheel.schedule(lagging.timer_id, now + _LAG_RETRY_US)
-        for attempt_id in decisions.stop:
-            self._dispatcher.stop(attempt_id)
+        for attempt_id, reason in decisions.stop:
+            self._dispatcher.stop(attempt_id, reason)
         events.extend(decisions.events)
         self._append(events)
         for event in decisions.events:
@@ -602,6 +603,7 @@ class EmbeddedRunner:
             upstream,
             data_deps,
             self._defs.source,
+            reusable_attempt_ids(state.attempts_of(run_id, task.task_key), row.attempt),
         )
 
     def _maybe_sweep(self, run_id: str) -> None:

@@ -1,19 +1,29 @@
 """The task runtime: run one attempt of one asset and report it to the ledger.
 
 Steps for a `TaskRequest`:
-1. If the task's idempotency key has a recorded result, the task already completed:
-   report that result (`TaskFinished` with the recorded output) without running.
+1. If this attempt, or an earlier attempt the engine gave up for a lost worker
+   (`TaskRequest.reusable_attempt_ids`), recorded a result under the task's
+   idempotency key, the task already completed: report that result (`TaskFinished`
+   with the recorded output) without running.
 2. Report `TaskStarted`, load the inputs from their recorded locations, run the
    asset, write its value through the IO layer, record the result under the
-   idempotency key, report `TaskFinished`. Every event echoes the attempt_id.
+   idempotency key and the attempt id, report `TaskFinished`. Every event echoes the
+   attempt_id.
 3. Any exception — the user's or ours — ends the attempt as failed with its type,
    message and traceback, classified for retries. Nothing here raises to the caller
    except a failure to write the ledger itself.
 
+Results are recorded per attempt (``results/{tenant}/{workspace}/{key}/{attempt_id}.json``)
+because an attempt the engine ended for a timeout or a cancel may still return later:
+its result must never become the task's result, and the request for the next attempt
+never lists it as reusable.
+
 While attempts run, one heartbeat thread per runtime reports `TaskHeartbeat` for each
-of them every `heartbeat_interval_s`. `stop(attempt_id)` asks a running attempt to stop
-(cooperatively: assets see `context.stop_requested`); Python threads cannot be killed,
-so the engine also ends the attempt itself and ignores whatever it reports later.
+of them every `heartbeat_interval_s`. `stop(attempt_id, reason)` asks a running attempt
+to stop (cooperatively: assets see `context.stop_requested`); an attempt that returns
+after a stop was asked for is reported failed with the stop's reason, its value is not
+recorded. Python threads cannot be killed, so the engine also ends the attempt itself
+and ignores whatever it reports later.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from servo.dispatch.request import TaskRequest
 from servo.engine import events as ev
@@ -51,6 +61,16 @@ TASK_TOTAL = metrics.counter("servo_task_execution_total", "Task attempts by out
 ACTIVE = metrics.gauge("servo_active_executions", "Task attempts running now.")
 HEARTBEAT_ERRORS = metrics.counter(
     "servo_heartbeat_errors_total", "Heartbeats that could not be reported.", ["error_type"]
+)
+
+UNREADABLE_RESULTS = metrics.counter(
+    "servo_result_records_unreadable_total",
+    "Task result records that could not be read (treated as absent).",
+)
+STOPPED_RESULTS = metrics.counter(
+    "servo_stopped_results_discarded_total",
+    "Attempts that returned after Servo asked them to stop; their value was discarded.",
+    ["reason"],
 )
 
 _MESSAGE_LIMIT = 4000
@@ -99,9 +119,24 @@ class LedgerSink:
         return writer.append([event])
 
 
-def result_path(request: TaskRequest) -> str:
-    """Where the result of a completed task is recorded, by idempotency key."""
-    return f"results/{request.tenant_id}/{request.workspace_id}/{request.idempotency_key}.json"
+def result_path(request: TaskRequest, attempt_id: str | None = None) -> str:
+    """Where an attempt (default: the request's) records the result of the task."""
+    key = request.idempotency_key
+    attempt = attempt_id or request.attempt_id
+    return f"results/{request.tenant_id}/{request.workspace_id}/{key}/{attempt}.json"
+
+
+@dataclass(slots=True)
+class _Running:
+    """An attempt running in this runtime, and why it was asked to stop (if it was)."""
+
+    request: TaskRequest
+    stop_event: threading.Event
+    stop_reason: str | None = None
+
+    def stopped(self) -> bool:
+        """Whether the engine asked this attempt to stop (it may be asked any time)."""
+        return self.stop_reason is not None
 
 
 class TaskRuntime:
@@ -123,18 +158,26 @@ class TaskRuntime:
         self._sink = sink if sink is not None else LedgerSink(store)
         self._clock = clock
         self._heartbeat_interval_s = heartbeat_interval_s
-        self._active: dict[str, tuple[TaskRequest, threading.Event]] = {}
+        self._active: dict[str, _Running] = {}
         self._active_lock = threading.Lock()
         self._beating = threading.Event()
         self._closed = threading.Event()
 
-    def stop(self, attempt_id: str) -> bool:
-        """Ask a running attempt to stop; False when it is not running here."""
+    def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
+        """Ask a running attempt to stop; False when it is not running here.
+
+        Args:
+            attempt_id: the attempt.
+            reason: why the engine ended it (``timeout``, ``cancelled``, ...); the
+                attempt, if it returns anyway, is reported failed with this type.
+        """
         with self._active_lock:
             found = self._active.get(attempt_id)
-        if found is None:
-            return False
-        found[1].set()
+            if found is None:
+                return False
+            if found.stop_reason is None:
+                found.stop_reason = reason
+        found.stop_event.set()
         return True
 
     def close(self) -> None:
@@ -146,7 +189,7 @@ class TaskRuntime:
         assert interval is not None
         while not self._closed.wait(interval):
             with self._active_lock:
-                running = [request for request, _ in self._active.values()]
+                running = [attempt.request for attempt in self._active.values()]
             for request in running:
                 try:
                     self._emit(TaskReport(), request, ev.TaskHeartbeat())
@@ -197,13 +240,13 @@ class TaskRuntime:
             return report
         self._emit(report, request, ev.TaskStarted(worker_id=self._worker_id))
         started = time.perf_counter()
-        stop_event = threading.Event()
+        running = _Running(request, threading.Event())
         with self._active_lock:
-            self._active[request.attempt_id] = (request, stop_event)
+            self._active[request.attempt_id] = running
         self._start_heartbeats()
         ACTIVE.inc()
         try:
-            finished = self._run(request, stop_event)
+            finished = self._run(request, running)
         finally:
             ACTIVE.dec()
             with self._active_lock:
@@ -214,7 +257,7 @@ class TaskRuntime:
         self._emit(report, request, replace(finished, duration_s=round(duration, 6)))
         return report
 
-    def _run(self, request: TaskRequest, stop_event: threading.Event) -> ev.TaskFinished:
+    def _run(self, request: TaskRequest, running: _Running) -> ev.TaskFinished:
         bound = log.bind(
             tenant_id=request.tenant_id,
             run_id=request.run_id,
@@ -232,9 +275,11 @@ class TaskRuntime:
                 attempt=request.attempt,
                 attempt_id=request.attempt_id,
                 log=bound,
-                stop_event=stop_event,
+                stop_event=running.stop_event,
             )
             value = definition.call(values, context)
+            if running.stopped():
+                return _stopped(running, bound)
             location, encoded = write_value(
                 self._store,
                 request.asset_key,
@@ -244,9 +289,13 @@ class TaskRuntime:
                 request.attempt,
             )
             output = ev.OutputRef(location, encoded.format, len(encoded.data), encoded.row_count)
+            if running.stopped():  # ended while its value was written
+                return _stopped(running, bound)
             self._record_result(request, output)
             return ev.TaskFinished(outcome="succeeded", output=output)
         except Exception as exc:  # user code may raise anything
+            if running.stopped():  # it failed because it was told to stop
+                return replace(_stopped(running, bound), error_traceback=_traceback(exc))
             policy = getattr(definition, "retry", None)
             kind = classify(exc)
             retryable = isinstance(policy, RetryPolicy) and policy.is_retryable(kind)
@@ -261,16 +310,35 @@ class TaskRuntime:
                 outcome="failed",
                 error_type=_type_name(exc),
                 error_message=str(exc)[:_MESSAGE_LIMIT],
-                error_traceback="".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:],
+                error_traceback=_traceback(exc),
                 retryable=retryable,
             )
 
     def _recorded_result(self, request: TaskRequest) -> ev.OutputRef | None:
-        try:
-            raw = json.loads(self._store.get(result_path(request)).data)
-        except ObjectNotFoundError:
-            return None
-        return ev.OutputRef(**raw)
+        """The result this attempt or a reusable earlier one recorded, else None.
+
+        A record that cannot be read (torn by a crash mid-write) counts as absent:
+        the attempt runs, and its own record is written beside it.
+        """
+        for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):
+            path = result_path(request, attempt_id)
+            try:
+                raw = json.loads(self._store.get(path).data)
+                return ev.OutputRef(**raw)
+            except ObjectNotFoundError:
+                continue
+            except (ValueError, TypeError) as exc:  # torn or foreign record
+                UNREADABLE_RESULTS.inc()
+                log.warning(
+                    "task.result_record_unreadable",
+                    tenant_id=request.tenant_id,
+                    run_id=request.run_id,
+                    task_key=request.task_key,
+                    attempt_id=request.attempt_id,
+                    path=path,
+                    error=str(exc),
+                )
+        return None
 
     def _record_result(self, request: TaskRequest, output: ev.OutputRef) -> None:
         data = json.dumps(
@@ -284,6 +352,26 @@ class TaskRuntime:
         ).encode("utf-8")
         with contextlib.suppress(ObjectExistsError):  # another attempt recorded it first
             self._store.put_if_absent(result_path(request), data)
+
+
+def _stopped(running: _Running, bound: Any) -> ev.TaskFinished:
+    """The end of an attempt that returned after the engine asked it to stop."""
+    reason = running.stop_reason or "stopped"
+    STOPPED_RESULTS.labels(reason).inc()
+    bound.info("task.stopped_result_discarded", reason=reason, attempt=running.request.attempt)
+    return ev.TaskFinished(
+        outcome="failed",
+        error_type=reason,
+        error_message=(
+            f"attempt {running.request.attempt} was stopped by Servo ({reason}); "
+            "what it returned afterwards is discarded"
+        ),
+        retryable=False,
+    )
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:]
 
 
 def _type_name(exc: BaseException) -> str:

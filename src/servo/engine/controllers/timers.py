@@ -63,12 +63,13 @@ class TimerDecisions:
     Attributes:
         events: `TimerFired` events, and `AttemptAbandoned` for attempts they end.
         lagging: due timers held back because the watermark is older than their due time.
-        stop: attempt ids the engine gave up on (their workers should be asked to stop).
+        stop: (attempt id, abandon reason) of the attempts the engine gave up on (their
+            workers should be asked to stop).
     """
 
     events: list[ev.Event]
     lagging: list[TimerRow]
-    stop: list[str]
+    stop: list[tuple[str, ev.AbandonReason]]
 
 
 def policy_of(task: TaskRow) -> RetryPolicy:
@@ -174,7 +175,7 @@ def fire_due_timers(
     """Fire due timers whose decision the state is fresh enough to make."""
     events: list[ev.Event] = []
     lagging: list[TimerRow] = []
-    stop: list[str] = []
+    stop: list[tuple[str, ev.AbandonReason]] = []
     for timer in timers:
         if timer.status != s.TIMER_SCHEDULED or timer.due_at > now:
             continue
@@ -202,7 +203,7 @@ def fire_due_timers(
             ATTEMPTS_TIMED_OUT.labels(ended.reason).inc()
             assert task.attempt_id is not None
             events.append(_event(task, ended, tenant_id, workspace_id, now, task.attempt_id))
-            stop.append(task.attempt_id)
+            stop.append((task.attempt_id, ended.reason))
     return TimerDecisions(events, lagging, stop)
 
 

@@ -1,0 +1,99 @@
+"""The worker runtime: stopped attempts, per-attempt result records, reuse rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from servo import Definitions, asset
+from servo.dispatch.request import TaskRequest
+from servo.engine import events as ev
+from servo.observability import metrics
+from servo.sdk.context import AssetContext
+from servo.storage.memory import MemoryObjectStore
+from servo.worker.runtime import TaskReport, TaskRuntime, result_path
+
+RUNS: list[str] = []
+
+
+@asset
+def stoppable(context: AssetContext) -> str:
+    RUNS.append(context.attempt_id)
+    if context.attempt_id.startswith("stop-"):
+        RUNTIME[0].stop(context.attempt_id, context.attempt_id.split("-")[1])
+    return "value"
+
+
+RUNTIME: list[TaskRuntime] = []
+
+
+class _Sink:
+    def emit(self, event: ev.Event) -> str:
+        return f"ledger/{event.event_id}"
+
+
+@pytest.fixture
+def runtime() -> TaskRuntime:
+    RUNS.clear()
+    runtime = TaskRuntime(MemoryObjectStore(), Definitions(assets=[stoppable]), sink=_Sink())
+    RUNTIME[:] = [runtime]
+    return runtime
+
+
+def request(attempt: int, attempt_id: str, reusable: tuple[str, ...] = ()) -> TaskRequest:
+    return TaskRequest(
+        tenant_id="t",
+        workspace_id="w",
+        run_id="r",
+        task_key="stoppable",
+        asset_key="stoppable",
+        partition_key=None,
+        attempt=attempt,
+        attempt_id=attempt_id,
+        dispatch_id=f"d{attempt}",
+        cloud_task_id=f"c{attempt}",
+        reusable_attempt_ids=reusable,
+    )
+
+
+def finished(report: TaskReport) -> ev.TaskFinished:
+    payload = report.events[-1].payload
+    assert isinstance(payload, ev.TaskFinished)
+    return payload
+
+
+@pytest.mark.parametrize("reason", ["timeout", "cancelled"])
+def test_an_attempt_that_returns_after_a_stop_fails_and_records_nothing(
+    runtime: TaskRuntime, reason: str
+) -> None:
+    store = runtime._store
+    before = metrics.sample("servo_stopped_results_discarded_total", {"reason": reason})
+    req = request(1, f"stop-{reason}")
+    end = finished(runtime.execute(req))
+    assert (end.outcome, end.error_type, end.output) == ("failed", reason, None)
+    assert "stopped by Servo" in (end.error_message or "")
+    assert store.head(result_path(req)) is None
+    assert metrics.sample("servo_stopped_results_discarded_total", {"reason": reason}) == before + 1
+
+
+def test_redelivery_of_the_same_attempt_reuses_its_record(runtime: TaskRuntime) -> None:
+    first = finished(runtime.execute(request(1, "a1")))
+    again = runtime.execute(request(1, "a1"))
+    assert again.reused and finished(again).output == first.output
+    assert RUNS == ["a1"]
+
+
+def test_a_new_attempt_reuses_only_the_records_it_is_told_to(runtime: TaskRuntime) -> None:
+    first = finished(runtime.execute(request(1, "a1")))
+    not_listed = runtime.execute(request(2, "a2"))
+    assert not not_listed.reused and RUNS == ["a1", "a2"]
+    listed = runtime.execute(request(3, "a3", reusable=("a1",)))
+    assert listed.reused and finished(listed).output == first.output
+    assert RUNS == ["a1", "a2"]
+
+
+def test_an_unreadable_record_counts_as_absent(runtime: TaskRuntime) -> None:
+    req = request(1, "a1")
+    runtime._store.put_if_absent(result_path(req), b'{"location": "outputs/x", "form')
+    report = runtime.execute(req)
+    assert not report.reused and finished(report).outcome == "succeeded"
+    assert RUNS == ["a1"]
