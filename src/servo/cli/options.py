@@ -13,6 +13,7 @@ the parameter a command declares is there to accept the option, not to be read.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,9 @@ from servo.cli._session import CliState
 def _remember_config(ctx: typer.Context, value: Path | None) -> Path | None:
     """Make a subcommand's ``--config`` the one every command reads (root state)."""
     if value is not None:
-        ctx.find_root().obj = CliState(config=value)
+        root = ctx.find_root()
+        state = root.obj if isinstance(root.obj, CliState) else CliState()
+        root.obj = replace(state, config=value)
     return value
 
 

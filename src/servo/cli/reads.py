@@ -2,7 +2,8 @@
 
 Where they read from:
 
-1. ``--catalog``: the catalog (an error when none is configured).
+1. ``--catalog``: the catalog (an error when none is configured), even when
+   definitions are found or named (``SERVO_DEFS`` may be exported for other commands).
 2. Definitions found as ``servo plan`` finds them (``--defs``, ``SERVO_DEFS``, else
    ./definitions.py): the definitions, because the code is the source of truth for
    what is defined.
@@ -74,8 +75,6 @@ def choose_source(
         ServoError: ``--catalog`` without a catalog, or neither definitions nor a catalog.
     """
     settings = with_home(configure(state_of(ctx)), home)
-    if use_catalog and defs:
-        raise typer.BadParameter("--catalog and --defs exclude each other; give one")
     if use_catalog:
         if not catalog_configured(settings):
             raise ServoError(

@@ -49,12 +49,13 @@ if TYPE_CHECKING:
 EXIT_RUN_FAILED = 1
 
 runs_app = typer.Typer(help="Runs recorded in the Servo home.", no_args_is_help=True)
+_state = state_of
 
 
 def _open(ctx: typer.Context, home: Path | None) -> tuple[Settings, ObjectStore]:
     from servo.storage.factory import open_store
 
-    settings = with_home(configure(state_of(ctx)), home)
+    settings = with_home(configure(_state(ctx)), home)
     return settings, open_store(settings.storage, settings.home)
 
 
@@ -273,7 +274,7 @@ def list_runs(
     """List the runs of the tenant, newest first (from the catalog when configured)."""
     from servo.cli import render_runs
 
-    settings = with_home(configure(state_of(ctx)), home)
+    settings = with_home(configure(_state(ctx)), home)
     if catalog_configured(settings):
         source, runs = "catalog", _catalog_runs(settings, tenant)
     else:
@@ -307,7 +308,7 @@ def show_run(
     from servo.cli import render_runs
     from servo.errors import ServoError
 
-    settings = with_home(configure(state_of(ctx)), home)
+    settings = with_home(configure(_state(ctx)), home)
     if catalog_configured(settings):
         run, tasks = _catalog_run(settings, tenant, run_id)
     else:

@@ -132,8 +132,10 @@ def test_assets_and_lineage_read_the_definitions_when_found_else_the_catalog(
     assert code == 0 and err == "from definitions: ./definitions.py\n"
     code, forced, _ = servo(capsys, "assets", "--home", "h", "--catalog", "--json")
     assert code == 0 and forced["source"] == "catalog"
-    code, _, err = servo(capsys, "assets", "--catalog", "--defs", defs)
-    assert code == 2 and "exclude each other" in err
+    code, forced, _ = servo(capsys, "assets", "--home", "h", "--catalog", "--defs", defs, "--json")
+    assert code == 0 and forced["source"] == "catalog"
+    code, _, err = servo(capsys, "assets", "--home", "elsewhere", "--catalog")
+    assert code == 2 and "no catalog in elsewhere" in err and "drop --catalog" in err
 
 
 def test_catalog_migrate_and_status(capsys: pytest.CaptureFixture[str]) -> None:
