@@ -2,10 +2,11 @@
 
 A catalog is *configured* when ``database.url`` (``SERVO_DATABASE_URL``) is set, or
 when the home already holds the embedded SQLite catalog (``{home}/catalog.db``,
-created by the first ``servo materialize``). ``servo runs ...`` then read it; ``servo
-assets`` and ``servo lineage`` read it unless definitions are named explicitly
-(``--defs`` or ``SERVO_DEFS``), because the code is the source of truth for what is
-defined and the catalog for what was registered (ADR 0007).
+created by the first ``servo materialize``). ``servo runs ...`` then read it. ``servo
+assets`` and ``servo lineage`` read the definitions whenever they are found (the same
+search as ``servo plan``: `find_target`), because the code is the source of truth for
+what is defined, and the catalog (what was registered, ADR 0007) with ``--catalog``
+or when no definitions are found; see `servo.cli.reads`.
 """
 
 from __future__ import annotations
@@ -58,13 +59,19 @@ def catalog_configured(settings: Settings) -> bool:
     return settings.database.url is not None or (Path(settings.home) / CATALOG_FILE).is_file()
 
 
-def resolve_target(defs: str | None, cwd: Path | None = None) -> str:
-    """The definitions target: ``--defs``/``SERVO_DEFS``, else ./definitions.py if present."""
+def find_target(defs: str | None, cwd: Path | None = None) -> str | None:
+    """The definitions target: ``--defs``/``SERVO_DEFS``, else ./definitions.py, else None."""
     if defs:
         return defs
     candidate = (cwd or Path.cwd()) / DEFAULT_DEFS
-    if candidate.is_file():
-        return str(candidate)
+    return str(candidate) if candidate.is_file() else None
+
+
+def resolve_target(defs: str | None, cwd: Path | None = None) -> str:
+    """The definitions target (`find_target`); a `DefinitionError` when there is none."""
+    target = find_target(defs, cwd)
+    if target is not None:
+        return target
     raise DefinitionError(
         f"no definitions to load: pass --defs PATH, set SERVO_DEFS, or run where {DEFAULT_DEFS} is"
     )

@@ -11,28 +11,22 @@ time ``servo materialize`` resumes it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from servo.cli._session import CliState, configure
+from servo.cli._session import configure, with_home
+from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
 
 
 def cancel_run(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-        ),
-    ] = None,
-    tenant: Annotated[
-        str, typer.Option("--tenant", help="Tenant of the run.", envvar="SERVO_TENANT")
-    ] = "default",
+    home: HomeOption = None,
+    tenant: TenantOption = "default",
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel a run: stop its running assets and skip what has not started."""
     import json
@@ -45,10 +39,7 @@ def cancel_run(
     from servo.errors import ServoError
     from servo.storage.factory import open_store
 
-    state = ctx.find_root().obj
-    settings = configure(state if isinstance(state, CliState) else None)
-    if home is not None:
-        settings = settings.model_copy(update={"home": home})
+    settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
     ledger = LedgerWriter(store, tenant, "default")
     if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:

@@ -2,24 +2,34 @@
 
 Exit codes: 0 on success; 2 for usage errors and for definition, selection or
 configuration errors (any `ServoError`), which print one line to stderr,
-``error: <message>``, and no traceback.
+``error: <message>``, and no traceback. With ``--json`` anywhere on the command
+line the same errors are one JSON document on stdout instead,
+``{"error": "<kind>", "message": "..."}``, with the same exit codes; the kind is
+``usage`` for command-line errors and the error class otherwise (`error_kind`).
+
+``-h`` is ``--help`` on every command. The options commands share are in
+`servo.cli.options`.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from servo._version import __version__
 from servo.cli._session import CliState, open_session
+from servo.cli.options import ConfigOption, DefsOption, JsonOption, state_of
 from servo.errors import ServoError
 
 #: Exit code for usage, definition and configuration errors.
 EXIT_USAGE = 2
+#: Exit code when the user interrupts a command.
+EXIT_ABORTED = 130
 
 app = typer.Typer(
     name="servo",
@@ -28,19 +38,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-DefsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--defs",
-        envvar="SERVO_DEFS",
-        help="Definitions: a .py file, a directory with definitions.py, or a module "
-        "name. Default: $SERVO_DEFS, else ./definitions.py.",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _version(value: bool) -> None:
@@ -52,10 +51,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="Settings file (default: the usual search path)."),
-    ] = None,
+    config: ConfigOption = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -67,63 +63,30 @@ def _root(
     ctx.obj = CliState(config=config)
 
 
-def _state(ctx: typer.Context) -> CliState | None:
-    state = ctx.find_root().obj
-    return state if isinstance(state, CliState) else None
-
-
 @app.command()
-def plan(ctx: typer.Context, defs: DefsOption = None, as_json: JsonOption = False) -> None:
+def plan(
+    ctx: typer.Context,
+    defs: DefsOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Show the execution plan: levels of assets that can run in parallel."""
     from servo.cli import render
 
-    execution_plan = open_session(_state(ctx), defs).graph.plan()
+    execution_plan = open_session(state_of(ctx), defs).graph.plan()
     if as_json:
         render.write_json(render.plan_payload(execution_plan))
     else:
         render.print_plan(execution_plan)
 
 
-def lineage_from_definitions(
-    ctx: typer.Context,
-    asset_name: str,
-    defs: str | None,
-    upstream: bool,
-    downstream: bool,
-    depth: int | None,
-    as_json: bool,
-) -> None:
-    """Show what an asset depends on and what depends on it."""
-    from servo.cli import render
-
-    direction = render.direction_of(upstream, downstream)
-    found = open_session(_state(ctx), defs).graph.lineage(asset_name, depth)
-    if as_json:
-        render.write_json(render.lineage_payload(found, direction))
-    else:
-        render.print_lineage(found, direction)
-
-
-def assets_from_definitions(ctx: typer.Context, defs: str | None, as_json: bool) -> None:
-    """List the assets with their dependencies, description, owner and tags."""
-    from servo.cli import render
-
-    definitions = open_session(_state(ctx), defs).assets
-    if as_json:
-        render.write_json({"assets": [render.asset_payload(d) for d in definitions.values()]})
-    else:
-        render.print_assets(definitions)
-
-
 def _register_run_commands() -> None:
-    from servo.cli import catalog
+    from servo.cli import catalog, reads
     from servo.cli.cancel import cancel_run
     from servo.cli.runs import materialize, runs_app
 
-    # `assets` and `lineage` read the catalog when one is configured, else the
-    # definitions (through the functions above).
-    app.command("lineage")(catalog.lineage)
-    app.command("assets")(catalog.assets)
+    app.command("lineage")(reads.lineage)
+    app.command("assets")(reads.assets)
     app.command()(materialize)
     runs_app.command("cancel")(cancel_run)
     app.add_typer(runs_app, name="runs")
@@ -133,24 +96,45 @@ def _register_run_commands() -> None:
 _register_run_commands()
 
 
-def _fail(message: str) -> int:
+def error_kind(exc: BaseException) -> str:
+    """The ``"error"`` of a JSON error: ``usage``, or the error class in snake case.
+
+    ``SelectionError`` -> ``selection``, ``CatalogUnavailableError`` ->
+    ``catalog_unavailable``, a plain `ServoError` -> ``error``.
+    """
+    if not isinstance(exc, ServoError):
+        return "usage"
+    name = type(exc).__name__.removesuffix("Error")
+    if name == "Servo":
+        return "error"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _fail(message: str, kind: str, as_json: bool, code: int = EXIT_USAGE) -> int:
     one_line = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
-    sys.stderr.write(f"error: {one_line}\n")
-    return EXIT_USAGE
+    if as_json:
+        sys.stdout.write(json.dumps({"error": kind, "message": one_line}, indent=2) + "\n")
+    else:
+        sys.stderr.write(f"error: {one_line}\n")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the ``servo`` script's entry point)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
     try:
-        result = app(args=argv, prog_name="servo", standalone_mode=False)
+        result = app(args=args, prog_name="servo", standalone_mode=False)
     except ServoError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), error_kind(exc), as_json)
     except typer.Abort:
-        sys.stderr.write("aborted\n")
-        return 130
+        if not as_json:
+            sys.stderr.write("aborted\n")
+            return EXIT_ABORTED
+        return _fail("aborted", "aborted", as_json, EXIT_ABORTED)
     except typer.TyperException as exc:  # click usage errors (vendored by typer)
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.stdout.write(exc.format_message().rstrip() + "\n")
             return 0
-        return _fail(exc.format_message())
+        return _fail(exc.format_message(), error_kind(exc), as_json)
     return result if isinstance(result, int) else 0

@@ -76,6 +76,7 @@ def print_run(run: RunRow, tasks: list[TaskRow]) -> None:
     console = Console()
     console.print(f"run [bold]{run.run_id}[/bold]: {run.status.lower()}")
     table = Table("asset", "status", "attempts", "seconds", "rows")
+    table.columns[0].overflow = "fold"  # a long asset name wraps, never loses its end
     for task in tasks:
         seconds = (
             f"{(task.finished_at - task.started_at) / 1e6:.3f}"
@@ -89,7 +90,7 @@ def print_run(run: RunRow, tasks: list[TaskRow]) -> None:
         if task.error_type and task.status != "SUCCEEDED":
             console.print(
                 f"{task.task_key} {task.status.lower()}: {task.error_type}: {task.error_message}",
-                soft_wrap=True,
+                overflow="fold",
                 markup=False,
                 highlight=False,
             )
@@ -97,6 +98,8 @@ def print_run(run: RunRow, tasks: list[TaskRow]) -> None:
 
 def run_summary(run: RunRow) -> dict[str, Any]:
     """One run for ``runs list --json``."""
+    from servo.cli.render import time_fields
+
     return {
         "run_id": run.run_id,
         "status": run.status.lower(),
@@ -104,8 +107,8 @@ def run_summary(run: RunRow) -> dict[str, Any]:
         "succeeded": run.n_succeeded,
         "failed": run.n_failed,
         "skipped": run.n_skipped,
-        "requested_at": run.requested_at,
-        "completed_at": run.completed_at,
+        **time_fields("requested_at", run.requested_at),
+        **time_fields("completed_at", run.completed_at),
     }
 
 

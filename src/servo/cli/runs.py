@@ -1,6 +1,8 @@
 """``servo materialize`` and ``servo runs list|show``: run assets and read run history.
 
-``materialize`` runs the selected assets with the embedded runner (zero services):
+``materialize`` runs the selected assets with the embedded runner (zero services);
+several selection arguments are their union, ``--workflow`` runs a workflow's assets
+(`servo.cli.selection`):
 a live progress bar on stderr, a summary table (or ``--json``) on stdout. Exit code
 0 when every selected asset succeeded, 1 when any failed or was skipped, 2 for usage
 or definition errors. ``--home`` defaults to ``SERVO_HOME`` (or the config file's
@@ -25,7 +27,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servo.cli._session import CliState, catalog_configured, configure, resolve_target, with_home
+from servo.cli._session import catalog_configured, configure, resolve_target, with_home
+from servo.cli.options import (
+    ConfigOption,
+    DefsOption,
+    HomeOption,
+    JsonOption,
+    TenantOption,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
@@ -39,22 +49,7 @@ if TYPE_CHECKING:
 EXIT_RUN_FAILED = 1
 
 runs_app = typer.Typer(help="Runs recorded in the Servo home.", no_args_is_help=True)
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TenantOption = Annotated[
-    str, typer.Option("--tenant", help="Tenant whose runs to use.", envvar="SERVO_TENANT")
-]
-
-
-def _state(ctx: typer.Context) -> CliState | None:
-    state = ctx.find_root().obj
-    return state if isinstance(state, CliState) else None
+_state = state_of
 
 
 def _open(ctx: typer.Context, home: Path | None) -> tuple[Settings, ObjectStore]:
@@ -137,14 +132,16 @@ def task_status(task: TaskRow) -> str:
 
 def run_payload(run: RunRow, tasks: list[TaskRow]) -> dict[str, Any]:
     """``{"run_id", "status", "tasks": {asset: status}, ...}`` for ``--json``."""
+    from servo.cli.render import time_fields
+
     return {
         "run_id": run.run_id,
         "status": run.status.lower(),
         "tasks": {t.task_key: task_status(t) for t in tasks},
         "idempotency_key": run.idempotency_key,
         "selection": run.selection,
-        "requested_at": run.requested_at,
-        "completed_at": run.completed_at,
+        **time_fields("requested_at", run.requested_at),
+        **time_fields("completed_at", run.completed_at),
         "errors": {
             t.task_key: {"type": t.error_type, "message": t.error_message}
             for t in tasks
@@ -156,12 +153,21 @@ def run_payload(run: RunRow, tasks: list[TaskRow]) -> dict[str, Any]:
 def materialize(
     ctx: typer.Context,
     selection: Annotated[
-        str | None,
-        typer.Argument(help="Assets to run, e.g. 'report', '+report', 'raw+' (default: all)."),
+        list[str] | None,
+        typer.Argument(
+            metavar="SELECTION",
+            help="Assets to run, e.g. report +report raw+ (their union; default: all).",
+            show_default=False,
+        ),
     ] = None,
-    defs: Annotated[
+    defs: DefsOption = None,
+    workflow: Annotated[
         str | None,
-        typer.Option("--defs", envvar="SERVO_DEFS", help="Definitions file, directory or module."),
+        typer.Option(
+            "--workflow",
+            help="Run a @workflow's assets (with a selection: the assets in both).",
+            show_default=False,
+        ),
     ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=1024, help="Assets running at once.")
@@ -177,12 +183,14 @@ def materialize(
         bool, typer.Option("--processes", help="Run assets in worker processes, not threads.")
     ] = False,
     tenant: TenantOption = "default",
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the selected assets and their dependencies' results, on this machine."""
     from functools import partial
 
     from servo.cli import render_runs
+    from servo.cli.selection import run_selection
     from servo.dispatch.local import ProcessRuntimeSpec
     from servo.engine.runner import EmbeddedRunner, RunnerOptions
     from servo.sdk.loader import load_definitions
@@ -190,6 +198,7 @@ def materialize(
 
     settings, store = _open(ctx, home)
     definitions = load_definitions(resolve_target(defs))
+    expression = run_selection(definitions, selection or (), workflow)
     spec = None
     if processes:
         if definitions.source is None:
@@ -211,7 +220,7 @@ def materialize(
 
                 projector = CatalogProjector(catalog, store, tenant, options.workspace_id)
                 runner.add_publish_listener(projector)
-            start = runner.start_run(selection, idempotency_key)
+            start = runner.start_run(expression, idempotency_key)
             with render_runs.Progress(enabled=not as_json, resumed=start.resumed) as progress:
                 run = runner.wait(start.run_id, progress.update)
             tasks = runner.state.tasks_of(start.run_id)
@@ -259,6 +268,7 @@ def list_runs(
     ctx: typer.Context,
     home: HomeOption = None,
     tenant: TenantOption = "default",
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the runs of the tenant, newest first (from the catalog when configured)."""
@@ -291,6 +301,7 @@ def show_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     home: HomeOption = None,
     tenant: TenantOption = "default",
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show one run and the status of each of its assets (from the catalog when configured)."""

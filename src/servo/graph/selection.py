@@ -38,6 +38,11 @@ def _depth(digits: str, selector: str) -> int | None:
     return depth
 
 
+def selectors(expression: str) -> list[str]:
+    """The selectors of `expression` (split at commas and spaces), in order."""
+    return [s for s in _SEPARATORS.split(expression.strip()) if s]
+
+
 def select(graph: AssetGraph, expression: str) -> tuple[str, ...]:
     """The assets `expression` selects, in topological order.
 
@@ -45,11 +50,11 @@ def select(graph: AssetGraph, expression: str) -> tuple[str, ...]:
         SelectionError: the expression is empty or does not parse, or names an
             unknown asset.
     """
-    selectors = [s for s in _SEPARATORS.split(expression.strip()) if s]
-    if not selectors:
+    parts = selectors(expression)
+    if not parts:
         raise SelectionError(f"empty selection; use {_FORMS}")
     chosen: set[int] = set()
-    for selector in selectors:
+    for selector in parts:
         if selector == "*":
             return graph.names
         match = _SELECTOR.fullmatch(selector)

@@ -94,28 +94,48 @@ def test_runs_read_the_projections_when_no_catalog_exists(
     assert [r["run_id"] for r in listed["runs"]] == [made["run_id"]]
 
 
-def test_assets_and_lineage_read_the_catalog_unless_definitions_are_named(
+def without_source(payload: dict[str, Any]) -> dict[str, Any]:
+    keys = ("source", "definitions", "tenant", "as_of", "as_of_us")
+    return {k: v for k, v in payload.items() if k not in keys}
+
+
+def test_assets_and_lineage_read_the_definitions_when_found_else_the_catalog(
     capsys: pytest.CaptureFixture[str], defs: str
 ) -> None:
     code, _, err = servo(capsys, "assets", "--home", "h")
-    assert code == 2 and "no definitions to load" in err  # no catalog, no definitions.py
+    assert code == 2 and "nothing to read" in err  # no catalog, no definitions.py
+    assert "--defs PATH" in err and "servo materialize" in err
     servo(capsys, "materialize", "--defs", defs, "--home", "h", "--tenant", "acme", "--json")
     code, from_catalog, _ = servo(capsys, "assets", "--home", "h", "--tenant", "acme", "--json")
     code_defs, from_defs, _ = servo(capsys, "assets", "--defs", defs, "--json")
     assert code == code_defs == 0
-    assert from_catalog == {**from_defs, "source": "catalog", "tenant": "acme"}
+    assert from_catalog["source"] == "catalog" and from_catalog["tenant"] == "acme"
+    assert from_catalog["as_of"].endswith("Z") and from_catalog["as_of_us"] > 0
+    assert from_defs["source"] == "definitions" and from_defs["definitions"] == defs
+    assert without_source(from_catalog) == without_source(from_defs)
     code, other, _ = servo(capsys, "assets", "--home", "h", "--tenant", "globex", "--json")
-    assert code == 0 and other["assets"] == []
+    assert code == 0 and other["assets"] == [] and other["as_of"] is None
     code, lineage, _ = servo(
         capsys, "lineage", "total", "--home", "h", "--tenant", "acme", "--json"
     )
     code_defs, lineage_defs, _ = servo(capsys, "lineage", "total", "--defs", defs, "--json")
-    assert code == code_defs == 0
-    assert lineage == {**lineage_defs, "source": "catalog", "tenant": "acme"}
+    assert code == code_defs == 0 and lineage["source"] == "catalog"
+    assert without_source(lineage) == without_source(lineage_defs)
     code, _, err = servo(capsys, "lineage", "nope", "--home", "h", "--tenant", "acme")
     assert code == 2 and "no asset 'nope' in the catalog" in err
-    code, table, _ = servo(capsys, "assets", "--home", "h", "--tenant", "acme")
-    assert code == 0 and "doubled" in table
+    code, table, err = servo(capsys, "assets", "--home", "h", "--tenant", "acme")
+    assert code == 0 and "doubled" in table and err.startswith("from catalog sqlite:")
+    Path("definitions.py").write_text(DEFS, encoding="utf-8")
+    code, found, _ = servo(capsys, "assets", "--home", "h", "--json")
+    assert code == 0 and found["source"] == "definitions"
+    code, _, err = servo(capsys, "lineage", "total", "--home", "h")
+    assert code == 0 and err == "from definitions: ./definitions.py\n"
+    code, forced, _ = servo(capsys, "assets", "--home", "h", "--catalog", "--json")
+    assert code == 0 and forced["source"] == "catalog"
+    code, forced, _ = servo(capsys, "assets", "--home", "h", "--catalog", "--defs", defs, "--json")
+    assert code == 0 and forced["source"] == "catalog"
+    code, _, err = servo(capsys, "assets", "--home", "elsewhere", "--catalog")
+    assert code == 2 and "no catalog in elsewhere" in err and "drop --catalog" in err
 
 
 def test_catalog_migrate_and_status(capsys: pytest.CaptureFixture[str]) -> None:

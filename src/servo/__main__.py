@@ -1,0 +1,7 @@
+"""``python -m servo``: the same as the ``servo`` command (its exit code included)."""
+
+from __future__ import annotations
+
+from servo.cli.main import main
+
+raise SystemExit(main())
