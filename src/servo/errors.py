@@ -15,6 +15,11 @@ ServoError
 │   ├── EventDecodeError        a ledger object that is not a valid event
 │   └── ManifestConflictError   a manifest publish lost the compare-and-swap race
 ├── CircuitOpenError            a circuit breaker refused a call: the dependency is presumed down
+├── AttemptStoppedError         an async asset's coroutine was cancelled (attempt asked to stop)
+├── RunFailedError              `servo.materialize(..., raise_on_error=True)`: an asset did not
+│                               succeed (names the assets and their errors)
+├── ValueNotFoundError          an asset value that does not exist (never materialized, unknown
+│                               run, or the asset did not succeed in that run)
 └── CatalogError                metadata catalog failures, backend-neutral
     ├── CatalogUnavailableError a transient failure (connection, timeout, lock, open breaker)
     │                           that outlived the catalog's own retries
@@ -30,6 +35,11 @@ raises `CatalogUnavailableError` when they persist.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servo.embedded.result import MaterializeResult
 
 
 class ServoError(Exception):
@@ -105,6 +115,32 @@ class CircuitOpenError(ServoError):
         self.dependency = dependency
         self.retry_after_s = retry_after_s
         super().__init__(f"{dependency} circuit breaker is open: {reason}")
+
+
+class AttemptStoppedError(ServoError):
+    """An ``async def`` asset's coroutine was cancelled before it returned.
+
+    Raised in the worker when Servo asked the attempt to stop (run cancelled, attempt
+    timed out); the engine has already ended that attempt and ignores its report.
+    """
+
+
+class RunFailedError(ServoError):
+    """A run started with ``raise_on_error=True`` ended with an asset not succeeded.
+
+    Attributes:
+        result: the run's `MaterializeResult` (statuses, errors with tracebacks).
+        run_id: the run.
+    """
+
+    def __init__(self, message: str, result: MaterializeResult) -> None:
+        self.result = result
+        self.run_id = result.run_id
+        super().__init__(message)
+
+
+class ValueNotFoundError(ServoError):
+    """No stored value answers the request; the message says what to run."""
 
 
 class CatalogError(ServoError):

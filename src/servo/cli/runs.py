@@ -13,7 +13,8 @@ Every ``materialize`` projects into the catalog (``database.url``, else SQLite a
 run, and a publish listener upserts executions, tasks and materializations after
 each published snapshot. A catalog that cannot be reached does not stop the run
 (a warning says so; the next ``materialize`` catches up from its checkpoint); a
-PostgreSQL catalog that was never migrated does (``servo catalog migrate``).
+PostgreSQL catalog that was never migrated does (``servo catalog migrate``). All of
+this is `servo.embedded.session.run_assets`, which the Python API shares.
 
 ``runs list`` and ``runs show`` read the catalog when one is configured (see
 `servo.cli._session`), else the published projections of the home. ``--tenant``
@@ -22,7 +23,9 @@ PostgreSQL catalog that was never migrated does (``servo catalog migrate``).
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -38,12 +41,10 @@ from servo.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from servo.catalog.protocol import Catalog
     from servo.catalog.run_records import Execution, ExecutionTask
     from servo.config.settings import Settings
+    from servo.engine.runner import EmbeddedRunner, RunStart
     from servo.engine.schema import RunRow, TaskRow
-    from servo.sdk.definitions import Definitions
-    from servo.storage.base import ObjectStore
 
 #: Exit code when a run ends with any asset failed, skipped or cancelled.
 EXIT_RUN_FAILED = 1
@@ -52,33 +53,15 @@ runs_app = typer.Typer(help="Runs recorded in the Servo home.", no_args_is_help=
 _state = state_of
 
 
-def _open(ctx: typer.Context, home: Path | None) -> tuple[Settings, ObjectStore]:
-    from servo.storage.factory import open_store
+@contextmanager
+def _progress(
+    enabled: bool, _runner: EmbeddedRunner, start: RunStart
+) -> Iterator[Callable[[RunRow, list[TaskRow]], None]]:
+    """The live progress bar while `run_assets` drives the run."""
+    from servo.cli import render_runs
 
-    settings = with_home(configure(_state(ctx)), home)
-    return settings, open_store(settings.storage, settings.home)
-
-
-def _catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -> Catalog | None:
-    """The catalog with the definitions registered; None (and a warning) when it is down."""
-    from servo.catalog import open_catalog, register_definitions
-    from servo.errors import CatalogUnavailableError
-    from servo.observability.logging import get_logger
-
-    log = get_logger(__name__)
-    try:
-        catalog = open_catalog(settings)
-    except CatalogUnavailableError as exc:
-        log.warning("catalog.unavailable_run_continues", tenant_id=tenant, error=str(exc))
-        return None
-    try:
-        register_definitions(catalog, tenant, definitions)
-    except CatalogUnavailableError as exc:
-        log.warning("catalog.definitions_not_registered", tenant_id=tenant, error=str(exc))
-    except BaseException:
-        catalog.close()
-        raise
-    return catalog
+    with render_runs.Progress(enabled=enabled, resumed=start.resumed) as progress:
+        yield progress.update
 
 
 def run_row(execution: Execution) -> RunRow:
@@ -187,46 +170,22 @@ def materialize(
     as_json: JsonOption = False,
 ) -> None:
     """Run the selected assets and their dependencies' results, on this machine."""
-    from functools import partial
-
     from servo.cli import render_runs
     from servo.cli.selection import run_selection
-    from servo.dispatch.local import ProcessRuntimeSpec
-    from servo.engine.runner import EmbeddedRunner, RunnerOptions
+    from servo.embedded.session import RunRequest, run_assets
     from servo.sdk.loader import load_definitions
-    from servo.storage.factory import open_store
 
-    settings, store = _open(ctx, home)
+    settings = with_home(configure(_state(ctx)), home)
     definitions = load_definitions(resolve_target(defs))
-    expression = run_selection(definitions, selection or (), workflow)
-    spec = None
-    if processes:
-        if definitions.source is None:
-            raise typer.BadParameter("--processes needs definitions loaded from --defs")
-        spec = ProcessRuntimeSpec(
-            definitions.source, partial(open_store, settings.storage, settings.home)
-        )
-    options = RunnerOptions(
-        tenant_id=tenant,
+    request = RunRequest(
+        selection=run_selection(definitions, selection or (), workflow),
+        idempotency_key=idempotency_key,
+        tenant=tenant,
         concurrency=concurrency,
-        pool="process" if processes else "thread",
-        process_spec=spec,
+        processes=processes,
     )
-    catalog = _catalog_for_run(settings, tenant, definitions)
-    try:
-        with EmbeddedRunner(store, definitions, options) as runner:
-            if catalog is not None:
-                from servo.catalog.projector import CatalogProjector
-
-                projector = CatalogProjector(catalog, store, tenant, options.workspace_id)
-                runner.add_publish_listener(projector)
-            start = runner.start_run(expression, idempotency_key)
-            with render_runs.Progress(enabled=not as_json, resumed=start.resumed) as progress:
-                run = runner.wait(start.run_id, progress.update)
-            tasks = runner.state.tasks_of(start.run_id)
-    finally:
-        if catalog is not None:
-            catalog.close()
+    outcome = run_assets(definitions, request, settings, watch=partial(_progress, not as_json))
+    run, tasks = outcome.run, list(outcome.tasks)
     if as_json:
         render_runs.write_json(run_payload(run, tasks))
     else:

@@ -20,10 +20,15 @@ Dependency rules:
    to the parameters of the same name (to every ``data`` dependency if the function
    takes ``**kwargs``). ``metadata`` and ``control`` dependencies only order
    execution. `AssetDefinition.call` is the one code path that does this.
+5. ``async def`` functions are assets too: `AssetDefinition.call` awaits the
+   coroutine in a fresh event loop per attempt and cancels it when the attempt is
+   asked to stop (`servo.sdk._async`).
 """
 
 from __future__ import annotations
 
+import inspect
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,6 +36,7 @@ from typing import Any, TypeVar, overload
 
 from servo.errors import DefinitionError
 from servo.sdk import _validate
+from servo.sdk._async import run_coroutine
 from servo.sdk._signature import FunctionSignature, first_doc_line, inspect_function
 from servo.sdk.dependency import AssetDep
 
@@ -87,13 +93,18 @@ class AssetDefinition:
     def call(self, upstream_values: Mapping[str, Any], context: object | None = None) -> Any:
         """Run the function with the upstream values it takes.
 
+        A coroutine function (or a function returning a coroutine) is awaited in a
+        fresh event loop, and cancelled when the context's ``stop_event`` is set.
+
         Args:
             upstream_values: upstream asset name -> value; must hold every name in
                 `params` (extra entries are ignored).
-            context: passed as ``context=`` when the function declares it.
+            context: passed as ``context=`` when the function declares it; its
+                ``stop_event`` (if any) stops a coroutine.
 
         Raises:
             DefinitionError: an upstream value named in `params` is missing.
+            AttemptStoppedError: a coroutine was cancelled (the attempt was stopped).
         """
         try:
             kwargs = {param: upstream_values[param] for param in self.params}
@@ -103,7 +114,13 @@ class AssetDefinition:
             ) from None
         if self.takes_context:
             kwargs["context"] = context
-        return self.fn(**kwargs)
+        result = self.fn(**kwargs)
+        if not inspect.iscoroutine(result):
+            return result
+        stop_event = getattr(context, "stop_event", None)
+        if not isinstance(stop_event, threading.Event):
+            stop_event = None
+        return run_coroutine(result, stop_event, f"asset {self.name!r}")
 
 
 #: What ``dependencies=[...]`` accepts: names, `AssetDep`, definitions or ``@asset`` functions.

@@ -1,0 +1,223 @@
+"""One code path for running assets in this process: the CLI and the Python API share it.
+
+`run_assets` does what ``servo materialize`` and `servo.materialize` both need, in
+this order:
+
+1. open the home's object store (`servo.storage.factory.open_store`), or use the store
+   given (an in-memory home);
+2. open the catalog and register the definitions (`catalog_for_run`; skipped for an
+   in-memory home, which has no catalog);
+3. build the `EmbeddedRunner` with the catalog projector as its publish listener
+   (`open_runner`);
+4. start the run (or find the run of the idempotency key) and drive it to its end,
+   inside the caller's `Watch` (the CLI's progress bar);
+5. return the run, its tasks and each task's current attempt (`RunOutcome`).
+
+A catalog that cannot be reached does not stop the run: a warning says so and the
+next run catches up from the projector's checkpoint. A PostgreSQL catalog that was
+never migrated does (``servo catalog migrate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from servo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from servo.catalog.protocol import Catalog
+    from servo.config.settings import Settings
+    from servo.engine.runner import EmbeddedRunner, Progress, RunnerOptions, RunStart
+    from servo.engine.schema import AttemptRow, RunRow, TaskRow
+    from servo.sdk.definitions import Definitions
+    from servo.storage.base import ObjectStore
+
+#: Called once the run is started; the run is driven inside the context it returns,
+#: and the context's value (when not None) receives progress.
+Watch = Callable[["EmbeddedRunner", "RunStart"], AbstractContextManager["Progress | None"]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What to run and how.
+
+    Attributes:
+        selection: a selection expression (``servo.graph.selection``); None selects
+            every asset.
+        idempotency_key: run again with the same key to resume, not repeat.
+        tenant: tenant of the run (engine scope and catalog alike).
+        concurrency: attempts running at once.
+        processes: run attempts in worker processes (needs a home on disk and
+            definitions loaded from a file), not threads.
+    """
+
+    selection: str | None = None
+    idempotency_key: str | None = None
+    tenant: str = "default"
+    concurrency: int = 4
+    processes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """A run that ended, as the runner left it.
+
+    Attributes:
+        run: the run's final row.
+        tasks: its tasks, in plan order.
+        attempts: task key -> the task's current attempt (its error traceback), for
+            tasks that had one.
+        store: the object store holding the run's values.
+        resumed: an existing run (same idempotency key) was found, nothing new created.
+    """
+
+    run: RunRow
+    tasks: tuple[TaskRow, ...]
+    attempts: Mapping[str, AttemptRow]
+    store: ObjectStore
+    resumed: bool
+
+
+def catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -> Catalog | None:
+    """The catalog with the definitions registered; None (and a warning) when it is down."""
+    from servo.catalog import open_catalog, register_definitions
+    from servo.errors import CatalogUnavailableError
+    from servo.observability.logging import get_logger
+
+    log = get_logger(__name__)
+    try:
+        catalog = open_catalog(settings)
+    except CatalogUnavailableError as exc:
+        log.warning("catalog.unavailable_run_continues", tenant_id=tenant, error=str(exc))
+        return None
+    try:
+        register_definitions(catalog, tenant, definitions)
+    except CatalogUnavailableError as exc:
+        log.warning("catalog.definitions_not_registered", tenant_id=tenant, error=str(exc))
+    except BaseException:
+        catalog.close()
+        raise
+    return catalog
+
+
+def runner_options(
+    definitions: Definitions, request: RunRequest, settings: Settings | None
+) -> RunnerOptions:
+    """The runner options `request` asks for.
+
+    Raises:
+        ConfigError: worker processes without a home on disk or without definitions
+            loaded from a file (a worker process must load both again).
+    """
+    from servo.dispatch.local import ProcessRuntimeSpec
+    from servo.engine.runner import RunnerOptions
+    from servo.storage.factory import open_store
+
+    spec = None
+    if request.processes:
+        if settings is None or definitions.source is None:
+            raise ConfigError(
+                "worker processes need a Servo home (--home, or home=PATH) and definitions "
+                "loaded from a file (--defs, or servo.sdk.load_definitions); use threads "
+                "otherwise"
+            )
+        spec = ProcessRuntimeSpec(
+            definitions.source, partial(open_store, settings.storage, settings.home)
+        )
+    return RunnerOptions(
+        tenant_id=request.tenant,
+        concurrency=request.concurrency,
+        pool="process" if request.processes else "thread",
+        process_spec=spec,
+    )
+
+
+@contextmanager
+def open_runner(
+    definitions: Definitions,
+    options: RunnerOptions,
+    store: ObjectStore,
+    settings: Settings | None,
+) -> Iterator[EmbeddedRunner]:
+    """An `EmbeddedRunner` projecting into the home's catalog (none when `settings` is None).
+
+    The catalog is opened, and the definitions registered, before the runner starts;
+    both are closed when the context ends.
+    """
+    from servo.engine.runner import EmbeddedRunner
+
+    tenant = options.tenant_id
+    catalog = None if settings is None else catalog_for_run(settings, tenant, definitions)
+    try:
+        with EmbeddedRunner(store, definitions, options) as runner:
+            if catalog is not None:
+                from servo.catalog.projector import CatalogProjector
+
+                projector = CatalogProjector(catalog, store, tenant, options.workspace_id)
+                runner.add_publish_listener(projector)
+            yield runner
+    finally:
+        if catalog is not None:
+            catalog.close()
+
+
+def _no_watch(_runner: EmbeddedRunner, _start: RunStart) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+def run_assets(
+    definitions: Definitions,
+    request: RunRequest,
+    settings: Settings | None,
+    *,
+    store: ObjectStore | None = None,
+    watch: Watch | None = None,
+) -> RunOutcome:
+    """Run `request` in this process to its end (see the module docstring).
+
+    Args:
+        definitions: the assets.
+        request: what to run and how.
+        settings: the home's settings; None for an in-memory home without a catalog.
+        store: the object store; None opens the one `settings` configure (or a new
+            in-memory store when `settings` is None).
+        watch: called once the run started; the run is driven inside its context.
+
+    Raises:
+        SelectionError: the selection matches nothing or names an unknown asset.
+        DefinitionError: a dependency outside the selection was never materialized.
+        ConfigError: the store or the pool cannot be built from the settings.
+    """
+    if store is None:
+        store = _open_store(settings)
+    options = runner_options(definitions, request, settings)
+    with open_runner(definitions, options, store, settings) as runner:
+        start = runner.start_run(request.selection, request.idempotency_key)
+        with (watch or _no_watch)(runner, start) as on_progress:
+            run = runner.wait(start.run_id, on_progress)
+        state = runner.state
+        tasks = tuple(state.tasks_of(start.run_id))
+        attempts = state.tables["attempts"]
+        current = {
+            task.task_key: found
+            for task in tasks
+            if task.attempt_id is not None
+            and (found := attempts.get((task.run_id, task.task_key, task.attempt, task.attempt_id)))
+            is not None
+        }
+    return RunOutcome(run, tasks, MappingProxyType(current), store, start.resumed)
+
+
+def _open_store(settings: Settings | None) -> ObjectStore:
+    if settings is None:
+        from servo.storage.memory import MemoryObjectStore
+
+        return MemoryObjectStore()
+    from servo.storage.factory import open_store
+
+    return open_store(settings.storage, settings.home)
