@@ -6,13 +6,16 @@ ServoError
 ├── DefinitionError             user definitions that cannot be planned (names the asset)
 │   └── CycleError              a dependency cycle (names one cycle path)
 ├── SelectionError              an asset selection that matches nothing or does not parse
+├── HomeError                   a Servo home that cannot be used (a file, read-only, no parent)
 ├── StorageError                object store failures, backend-neutral
 │   ├── ObjectExistsError       a create-only write found the object already there
 │   ├── PreconditionFailedError a conditional write lost (generation mismatch)
 │   ├── ObjectNotFoundError     a read of an object that does not exist
 │   └── TransientStorageError   a failure worth retrying (network, 5xx, throttling)
 ├── EngineError                 engine invariants and ledger/projection problems
-│   ├── EventDecodeError        a ledger object that is not a valid event
+│   ├── CorruptObjectError      a stored ledger, manifest or projection object that cannot be
+│   │   │                       read (names it and ``servo doctor --repair``)
+│   │   └── EventDecodeError    a ledger object that is not a valid event
 │   └── ManifestConflictError   a manifest publish lost the compare-and-swap race
 ├── CircuitOpenError            a circuit breaker refused a call: the dependency is presumed down
 ├── AttemptStoppedError         an async asset's coroutine was cancelled (attempt asked to stop)
@@ -25,7 +28,8 @@ ServoError
     │                           that outlived the catalog's own retries
     ├── CatalogIntegrityError   a constraint refused a write (duplicate key, invalid value)
     ├── TenantIsolationError    row-level security refused a write outside the caller's tenant
-    └── CatalogSchemaError      the database schema is not the one this Servo needs (migrate)
+    ├── CatalogSchemaError      the database schema is not the one this Servo needs (migrate)
+    └── CatalogCorruptError     the SQLite catalog file is damaged (``servo doctor --repair``)
 ```
 
 Driver errors are translated at the boundary (`raise ... from exc`) so callers only
@@ -70,6 +74,10 @@ class SelectionError(ServoError):
     """An asset selection that does not parse or names an unknown asset."""
 
 
+class HomeError(ServoError):
+    """A Servo home that cannot be used as it is; names the path and what to do."""
+
+
 class StorageError(ServoError):
     """An object store operation failed."""
 
@@ -94,7 +102,11 @@ class EngineError(ServoError):
     """An engine invariant or ledger/projection problem."""
 
 
-class EventDecodeError(EngineError):
+class CorruptObjectError(EngineError):
+    """A stored object (ledger, manifest, projection file) that cannot be read."""
+
+
+class EventDecodeError(CorruptObjectError):
     """A ledger object could not be decoded into events."""
 
 
@@ -161,3 +173,7 @@ class TenantIsolationError(CatalogError):
 
 class CatalogSchemaError(CatalogError):
     """The catalog schema is missing or at another revision; run ``servo catalog migrate``."""
+
+
+class CatalogCorruptError(CatalogError):
+    """The SQLite catalog file is damaged; ``servo doctor --repair`` rebuilds it."""

@@ -32,10 +32,11 @@ from servo.catalog.projection import SqlProjectionCatalog
 from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine, sqlite_url
 from servo.catalog.workflows import SqlWorkflowCatalog
 from servo.config.settings import Settings
-from servo.errors import CatalogSchemaError, ConfigError
+from servo.errors import CatalogCorruptError, CatalogError, CatalogSchemaError, ConfigError
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from servo.resilience.clock import Clock, monotonic
 from servo.resilience.retry import RetryPolicy
+from servo.storage.home import check_home
 
 #: The SQLite catalog's file name under the Servo home.
 SQLITE_FILE = "catalog.db"
@@ -116,6 +117,9 @@ def open_catalog(
     """
     url = catalog_url(settings)
     backend = _backend_of(url)
+    in_home = settings.database.url is None
+    if in_home:
+        check_home(Path(settings.home), write=True)  # SQLite needs to write, even to read
     options = settings.database
     if isinstance(backend, PostgresBackend):
         engine = create_postgres_engine(
@@ -143,10 +147,39 @@ def open_catalog(
                     f"needs {HEAD_REVISION}: run 'servo catalog migrate'"
                 )
             upgrade(engine)
+    except CatalogError as exc:
+        db.close()
+        if isinstance(backend, SqliteBackend) and is_damaged(exc):
+            raise _damaged(settings, url, exc) from exc
+        raise
     except BaseException:
         db.close()
         raise
     return SqlCatalog(db)
+
+
+#: SQLite's words for a file that is not (or no longer) a database.
+_DAMAGE_MARKERS = ("file is not a database", "malformed", "not a database", "readonly database")
+
+
+def is_damaged(error: BaseException) -> bool:
+    """Whether a catalog error says the SQLite file is damaged (or cannot be written)."""
+    text = str(error).lower()
+    return any(marker in text for marker in _DAMAGE_MARKERS)
+
+
+def _damaged(settings: Settings, url: str, exc: CatalogError) -> CatalogCorruptError:
+    path = sa.make_url(url).database or url
+    if "readonly" in str(exc).lower():
+        return CatalogCorruptError(
+            f"the catalog {path} is read-only ({exc}): make it writable (chmod u+w {path}) "
+            "or pass another --home"
+        )
+    home = f" --home {settings.home}" if settings.database.url is None else ""
+    return CatalogCorruptError(
+        f"the catalog {path} is damaged ({exc}): run 'servo doctor{home} --repair' to "
+        "move it aside and rebuild it from the ledger"
+    )
 
 
 def migrate_catalog(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:

@@ -50,8 +50,16 @@ def configure(state: CliState | None) -> Settings:
 
 
 def with_home(settings: Settings, home: Path | None) -> Settings:
-    """The settings with ``--home`` applied when given."""
-    return settings if home is None else settings.model_copy(update={"home": home})
+    """The settings with ``--home`` applied when given.
+
+    Raises:
+        HomeError: the home is a file, or neither it nor its parent exists.
+    """
+    from servo.storage.home import check_home
+
+    chosen = settings if home is None else settings.model_copy(update={"home": home})
+    check_home(Path(chosen.home), write=False)
+    return chosen
 
 
 def catalog_configured(settings: Settings) -> bool:

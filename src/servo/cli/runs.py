@@ -174,8 +174,10 @@ def materialize(
     from servo.cli.selection import run_selection
     from servo.embedded.session import RunRequest, run_assets
     from servo.sdk.loader import load_definitions
+    from servo.storage.home import check_home
 
     settings = with_home(configure(_state(ctx)), home)
+    check_home(settings.home, write=True)
     definitions = load_definitions(resolve_target(defs))
     request = RunRequest(
         selection=run_selection(definitions, selection or (), workflow),

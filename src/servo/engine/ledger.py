@@ -30,9 +30,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from servo.engine.damage import corrupt_object
 from servo.engine.events import Event, decode_events, encode_events
 from servo.engine.ids import new_ulid
-from servo.errors import EngineError, ObjectExistsError, StorageError, TransientStorageError
+from servo.errors import (
+    EngineError,
+    EventDecodeError,
+    ObjectExistsError,
+    StorageError,
+    TransientStorageError,
+)
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
@@ -139,7 +146,12 @@ class LedgerReader:
             ObjectNotFoundError: nothing is stored at `path`.
             EventDecodeError: the object is not a valid event batch (names `path`).
         """
-        return decode_events(self._store.get(path).data, source=path)
+        data = self._store.get(path).data
+        try:
+            return decode_events(data, source=path)
+        except EventDecodeError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+            raise corrupt_object(self._store, path, problem, EventDecodeError) from exc
 
     def read_many(self, paths: Sequence[str]) -> list[Event]:
         """The events of several ledger objects, in the order given."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from servo.engine.damage import corrupt_object
 from servo.engine.ledger import validate_scope_id
 from servo.errors import (
     EngineError,
@@ -179,18 +180,25 @@ class ManifestStore:
 
         Raises:
             ObjectNotFoundError: that generation was never published.
-            EngineError: the object is not a manifest of this tenant and workspace.
+            CorruptObjectError: the object is not a manifest of this tenant and workspace.
         """
         path = self.path(generation)
-        manifest = Manifest.from_json(self._store.get(path).data, source=path)
+        data = self._store.get(path).data
+        try:
+            manifest = Manifest.from_json(data, source=path)
+        except EngineError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+            raise corrupt_object(self._store, path, problem) from exc
         if (manifest.generation, manifest.tenant_id, manifest.workspace_id) != (
             generation,
             self.tenant_id,
             self.workspace_id,
         ):
-            raise EngineError(
-                f"{path}: holds generation {manifest.generation} of "
-                f"{manifest.tenant_id}/{manifest.workspace_id}"
+            raise corrupt_object(
+                self._store,
+                path,
+                f"holds generation {manifest.generation} of "
+                f"{manifest.tenant_id}/{manifest.workspace_id}",
             )
         return manifest
 

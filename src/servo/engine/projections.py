@@ -29,8 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from servo.engine.damage import corrupt_object
 from servo.engine.schema import TableSpec
-from servo.errors import EngineError
+from servo.errors import EngineError, ObjectNotFoundError
 from servo.storage.base import ObjectStore
 
 #: Fixed Parquet writer options: bytes depend only on the table's content.
@@ -202,19 +203,24 @@ def read_table_file(store: ObjectStore, path: str, spec: TableSpec) -> pa.Table:
     """The table in the projection file `path`, from the by-path cache when possible.
 
     Raises:
-        ObjectNotFoundError: no file at `path`.
-        EngineError: the file is not Parquet of `spec`'s schema (names `path`).
+        CorruptObjectError: no file at `path`, or not Parquet of `spec`'s schema (names
+            `path` and ``servo doctor --repair``).
     """
     key = _cache_key(store, path)
     cached = _cache.get(key)
     if cached is not None:
         return cached
-    data = store.get(path).data
+    try:
+        data = store.get(path).data
+    except ObjectNotFoundError as exc:
+        raise corrupt_object(store, path, "missing, though a manifest names it") from exc
     try:
         table = pq.read_table(pa.BufferReader(data))
         table = conform(spec, table)
     except (pa.ArrowInvalid, EngineError, OSError) as exc:
-        raise EngineError(f"{path}: not a valid {spec.name} projection file ({exc})") from exc
+        raise corrupt_object(
+            store, path, f"not a valid {spec.name} projection file ({exc})"
+        ) from exc
     _cache.put(key, table)
     return table
 

@@ -1,0 +1,197 @@
+"""``servo doctor --repair``: act on what the checks found, losing no recorded data.
+
+For each scope, in this order:
+
+1. **Quarantine** every unreadable ledger object, manifest and projection file
+   (`servo.maintenance.quarantine`: moved aside, never deleted), noting the runs a
+   ledger object touched.
+2. **Fall back** to the newest readable manifest: with the unreadable newest ones
+   moved aside, `ManifestStore.latest` finds it (the hint is only a hint).
+3. **Rebuild the projections** from the ledger when anything was quarantined or they
+   disagreed with the replay: `Compactor.rebuild` folds every readable ledger object
+   from scratch and publishes the result as base files of the next generation.
+
+Then, when the catalog had a problem or any projections were rebuilt, **rebuild the
+catalog** from the ledger: the SQLite file (and its WAL files) is moved aside, a
+fresh catalog is created and every scope's rebuilt projections are projected into
+it (`servo.catalog.projector.CatalogProjector`); the definitions, when given, are
+registered again (the next ``servo materialize`` registers them anyway). A
+PostgreSQL catalog is never moved: its runs are projected again, and what cannot be
+fixed that way is reported.
+
+The ledger is the record: projections and catalog are derived from it, so rebuilding
+them loses nothing the ledger holds, and the objects that could not be read are kept
+in the quarantine folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from servo.engine.compactor import Compactor
+from servo.engine.snapshot import SnapshotReader
+from servo.maintenance.doctor import (
+    CATALOG_FILE,
+    CATALOG_KINDS,
+    DoctorReport,
+    FindingKind,
+    ScopeCheck,
+)
+from servo.maintenance.quarantine import Quarantine, Quarantined
+from servo.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from servo.config.settings import Settings
+    from servo.sdk.definitions import Definitions
+    from servo.storage.base import ObjectStore
+
+log = get_logger(__name__)
+
+_QUARANTINED_KINDS = {
+    FindingKind.LEDGER_UNREADABLE: "ledger",
+    FindingKind.MANIFEST_UNREADABLE: "manifest",
+    FindingKind.PROJECTION_UNREADABLE: "projection",
+}
+
+
+@dataclass(slots=True)
+class RepairResult:
+    """What a repair did.
+
+    Attributes:
+        quarantine: where unreadable objects were moved (``quarantine/{stamp}/``).
+        quarantined: the objects moved aside.
+        rebuilt_projections: scopes whose projections were rebuilt, with the generation.
+        rebuilt_catalog: whether the catalog was rebuilt (or re-projected).
+        notes: anything the repair could not do, one line each.
+    """
+
+    quarantine: str
+    quarantined: list[Quarantined] = field(default_factory=list)
+    rebuilt_projections: list[tuple[str, str, int]] = field(default_factory=list)
+    rebuilt_catalog: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def runs_touched(self) -> tuple[str, ...]:
+        """Runs whose quarantined ledger objects may have held some of their events."""
+        return tuple(sorted({r for q in self.quarantined for r in q.run_ids}))
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object."""
+        return {
+            "quarantine": self.quarantine,
+            "quarantined": [
+                {"path": q.path, "moved_to": q.moved_to, "kind": q.kind, "run_ids": list(q.run_ids)}
+                for q in self.quarantined
+            ],
+            "runs_touched": list(self.runs_touched),
+            "rebuilt_projections": [
+                {"tenant": t, "workspace": w, "generation": g}
+                for t, w, g in self.rebuilt_projections
+            ],
+            "rebuilt_catalog": self.rebuilt_catalog,
+            "notes": list(self.notes),
+        }
+
+
+def repair_home(
+    settings: Settings,
+    store: ObjectStore,
+    report: DoctorReport,
+    definitions: Definitions | None = None,
+) -> RepairResult:
+    """Repair what `report` found (see the module docstring).
+
+    Args:
+        settings: the settings (home, catalog).
+        store: the home's object store.
+        report: a fresh `check_home` report of this home.
+        definitions: registered in a rebuilt catalog when given.
+    """
+    quarantine = Quarantine(store)
+    result = RepairResult(quarantine=quarantine.prefix)
+    if any(f.kind == FindingKind.HOME_UNUSABLE for f in report.findings):
+        result.notes.append("the home itself cannot be used: fix it first (see the finding)")
+        return result
+    for check in report.scopes:
+        if _repair_scope(store, check, quarantine, result):
+            log.info("doctor.projections_rebuilt", tenant_id=check.scope[0], scope=check.scope)
+    catalog_problem = any(f.kind in CATALOG_KINDS for f in report.findings)
+    if catalog_problem or result.rebuilt_projections:
+        from servo.maintenance.catalog_check import catalog_present
+
+        if catalog_present(settings) or catalog_problem:
+            _rebuild_catalog(settings, store, report, quarantine, definitions, result)
+    result.quarantined = list(quarantine.moved)
+    return result
+
+
+def _repair_scope(
+    store: ObjectStore, check: ScopeCheck, quarantine: Quarantine, result: RepairResult
+) -> bool:
+    moved = False
+    for finding in check.findings:
+        kind = _QUARANTINED_KINDS.get(finding.kind)
+        if kind is not None and finding.path is not None:
+            moved |= quarantine.move(finding.path, kind, finding.run_ids) is not None
+    disagree = any(f.kind == FindingKind.PROJECTIONS_DISAGREE for f in check.findings)
+    if not (moved or disagree):
+        return False
+    tenant_id, workspace_id = check.scope
+    compactor = Compactor(store, tenant_id, workspace_id)
+    rebuilt = compactor.rebuild(list(check.replay.paths))
+    result.rebuilt_projections.append((tenant_id, workspace_id, rebuilt.generation))
+    return True
+
+
+def _rebuild_catalog(
+    settings: Settings,
+    store: ObjectStore,
+    report: DoctorReport,
+    quarantine: Quarantine,
+    definitions: Definitions | None,
+    result: RepairResult,
+) -> None:
+    from servo.catalog.catalog import open_catalog
+    from servo.catalog.projector import CatalogProjector
+    from servo.catalog.registry import register_definitions
+
+    if settings.database.url is None:
+        home = Path(settings.home)
+        for suffix in ("", "-wal", "-shm"):
+            quarantine.move_file(home, CATALOG_FILE + suffix, "catalog")
+    else:
+        result.notes.append(
+            "the configured catalog (database.url) is not moved aside: its runs were "
+            "projected again from the rebuilt projections"
+        )
+    with open_catalog(settings) as catalog:
+        for check in report.scopes:
+            tenant_id, workspace_id = check.scope
+            snapshot = SnapshotReader(store, tenant_id, workspace_id).load()
+            if settings.database.url is not None:
+                _forget_checkpoint(catalog, tenant_id, workspace_id)
+            CatalogProjector(catalog, store, tenant_id, workspace_id).project(snapshot)
+            if definitions is not None:
+                register_definitions(catalog, tenant_id, definitions)
+    result.rebuilt_catalog = True
+
+
+def _forget_checkpoint(catalog: Any, tenant_id: str, workspace_id: str) -> None:
+    """Reset the projector's checkpoint of a scope so that everything is projected again."""
+    import sqlalchemy as sa
+
+    from servo.catalog.schema import projector_state
+
+    def work(connection: sa.Connection) -> None:
+        connection.execute(
+            sa.delete(projector_state).where(
+                projector_state.c.tenant_id == tenant_id,
+                projector_state.c.workspace_id == workspace_id,
+            )
+        )
+
+    catalog.db.run("doctor.reset_checkpoint", tenant_id, work, write=True)
