@@ -11,6 +11,7 @@ ServoError
 │   ├── ObjectExistsError       a create-only write found the object already there
 │   ├── PreconditionFailedError a conditional write lost (generation mismatch)
 │   ├── ObjectNotFoundError     a read of an object that does not exist
+│   │   └── ValueRemovedError   a stored value that ``servo gc`` removed (names its record)
 │   └── TransientStorageError   a failure worth retrying (network, 5xx, throttling)
 ├── EngineError                 engine invariants and ledger/projection problems
 │   ├── CorruptObjectError      a stored ledger, manifest or projection object that cannot be
@@ -92,6 +93,10 @@ class PreconditionFailedError(StorageError):
 
 class ObjectNotFoundError(StorageError):
     """A read of an object that does not exist."""
+
+
+class ValueRemovedError(ObjectNotFoundError):
+    """A stored value that ``servo gc`` removed; the message names its gc record."""
 
 
 class TransientStorageError(StorageError):

@@ -84,12 +84,14 @@ def _register_run_commands() -> None:
     from servo.cli import catalog, reads
     from servo.cli.cancel import cancel_run
     from servo.cli.doctor import doctor
+    from servo.cli.gc import gc
     from servo.cli.runs import materialize, runs_app
 
     app.command("lineage")(reads.lineage)
     app.command("assets")(reads.assets)
     app.command()(materialize)
     app.command("doctor")(doctor)
+    app.command("gc")(gc)
     runs_app.command("cancel")(cancel_run)
     app.add_typer(runs_app, name="runs")
     app.add_typer(catalog.catalog_app, name="catalog")

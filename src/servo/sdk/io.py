@@ -25,9 +25,10 @@ import json
 import math
 import pickle
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from servo.errors import ObjectExistsError, StorageError
+from servo.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValueRemovedError
 from servo.storage.base import ObjectStore
 
 NO_PARTITION = "__all__"
@@ -165,5 +166,29 @@ def decode_row_count(data: bytes, fmt: str) -> int | None:
 
 
 def read_value(store: ObjectStore, location: str, fmt: str) -> Any:
-    """Load a stored value."""
-    return decode_value(store.get(location).data, fmt)
+    """Load a stored value.
+
+    Raises:
+        ValueRemovedError: ``servo gc`` removed it (the message names the gc record).
+        ObjectNotFoundError: nothing is stored at `location`.
+    """
+    try:
+        stored = store.get(location)
+    except ObjectNotFoundError as exc:
+        raise _removed(store, location) or exc from None
+    return decode_value(stored.data, fmt)
+
+
+def _removed(store: ObjectStore, location: str) -> ValueRemovedError | None:
+    """The error for a value `servo gc` removed, or None when no gc record lists it."""
+    from servo.maintenance.gc_records import removal_of
+
+    removal = removal_of(store, location)
+    if removal is None:
+        return None
+    when = datetime.fromtimestamp(removal.created_at / 1e6, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return ValueRemovedError(
+        f"{location}: the value of asset {removal.asset_key!r} from run {removal.run_id} was "
+        f"removed by 'servo gc' on {when} (record {removal.record}); materialize "
+        f"{removal.asset_key!r} again to get a value"
+    )
