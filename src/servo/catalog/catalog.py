@@ -33,10 +33,13 @@ from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine, sqlite_url
 from servo.catalog.workflows import SqlWorkflowCatalog
 from servo.config.settings import Settings
 from servo.errors import CatalogCorruptError, CatalogError, CatalogSchemaError, ConfigError
+from servo.observability.logging import get_logger
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from servo.resilience.clock import Clock, monotonic
 from servo.resilience.retry import RetryPolicy
 from servo.storage.home import check_home
+
+log = get_logger(__name__)
 
 #: The SQLite catalog's file name under the Servo home.
 SQLITE_FILE = "catalog.db"
@@ -112,14 +115,16 @@ def open_catalog(
 
     Raises:
         ConfigError: ``database.url`` is not a supported URL.
+        HomeError: the home holding the SQLite catalog cannot be used.
+        CatalogCorruptError: the SQLite catalog file is damaged or read-only.
         CatalogSchemaError: a PostgreSQL catalog is not at this Servo's revision.
         CatalogUnavailableError: the database cannot be reached.
     """
     url = catalog_url(settings)
     backend = _backend_of(url)
-    in_home = settings.database.url is None
-    if in_home:
+    if settings.database.url is None:
         check_home(Path(settings.home), write=True)  # SQLite needs to write, even to read
+        _check_sqlite_header(settings, url)
     options = settings.database
     if isinstance(backend, PostgresBackend):
         engine = create_postgres_engine(
@@ -158,6 +163,8 @@ def open_catalog(
     return SqlCatalog(db)
 
 
+#: The first bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
 #: SQLite's words for a file that is not (or no longer) a database.
 _DAMAGE_MARKERS = ("file is not a database", "malformed", "not a database", "readonly database")
 
@@ -168,8 +175,23 @@ def is_damaged(error: BaseException) -> bool:
     return any(marker in text for marker in _DAMAGE_MARKERS)
 
 
+def _check_sqlite_header(settings: Settings, url: str) -> None:
+    """Refuse a catalog file that is not SQLite at all, before the driver complains."""
+    path = Path(sa.make_url(url).database or "")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _damaged(settings, url, CatalogError(str(exc))) from exc
+    if header and header != SQLITE_HEADER:
+        raise _damaged(settings, url, CatalogError("file is not a database"))
+
+
 def _damaged(settings: Settings, url: str, exc: CatalogError) -> CatalogCorruptError:
     path = sa.make_url(url).database or url
+    log.info("catalog.damaged", path=path, error=str(exc))  # the CLI prints the error
     if "readonly" in str(exc).lower():
         return CatalogCorruptError(
             f"the catalog {path} is read-only ({exc}): make it writable (chmod u+w {path}) "
