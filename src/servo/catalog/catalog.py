@@ -122,8 +122,10 @@ def open_catalog(
     """
     url = catalog_url(settings)
     backend = _backend_of(url)
-    if settings.database.url is None:
-        check_home(Path(settings.home), write=True)  # SQLite needs to write, even to read
+    if settings.database.url is None and Path(settings.home).exists():
+        # SQLite needs to write, even to read. (A missing home is created with its
+        # parents, as the object store does; the CLI refuses a missing parent first.)
+        check_home(Path(settings.home), write=True)
         _check_sqlite_header(settings, url)
     options = settings.database
     if isinstance(backend, PostgresBackend):

@@ -177,6 +177,11 @@ def _rebuild_catalog(
             CatalogProjector(catalog, store, tenant_id, workspace_id).project(snapshot)
             if definitions is not None:
                 register_definitions(catalog, tenant_id, definitions)
+    if definitions is None:
+        result.notes.append(
+            "asset definitions are registered in the catalog again by the next "
+            "'servo materialize' (or pass --defs to servo doctor)"
+        )
     result.rebuilt_catalog = True
 
 

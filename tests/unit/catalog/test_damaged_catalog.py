@@ -20,11 +20,11 @@ def test_a_damaged_file_names_itself_and_doctor(tmp_path: Path) -> None:
     assert f"servo doctor --home {tmp_path} --repair" in message
 
 
-def test_a_missing_parent_is_refused_before_sqlite_creates_it(tmp_path: Path) -> None:
-    home = tmp_path / "missing" / "home"
-    with pytest.raises(HomeError, match="does not exist"):
+def test_a_home_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("x")
+    with pytest.raises(HomeError, match="not a directory"):
         open_catalog(Settings(home=home))
-    assert not (tmp_path / "missing").exists()
 
 
 def test_damage_markers() -> None:
