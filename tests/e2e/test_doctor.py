@@ -77,7 +77,8 @@ def test_break_repair_and_lose_nothing(
     assert finding in kinds
     assert kinds[finding]["path"] is not None
 
-    repaired = run("doctor", "--repair", "--home", str(home), "--json")
+    register = ("--defs", str(QUICKSTART)) if kind == "catalog" else ()
+    repaired = run("doctor", "--repair", "--home", str(home), *register, "--json")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     report = json.loads(repaired.stdout)
     assert report["after"]["healthy"] is True
@@ -99,6 +100,9 @@ def test_break_repair_and_lose_nothing(
     else:
         assert listed == {first: "succeeded", second: "succeeded"}
 
+    if kind == "catalog":  # the rebuilt catalog has the definitions registered again
+        assets = run("assets", "--home", str(home), "--json")
+        assert len(json.loads(assets.stdout)["assets"]) == 5, assets.stderr
     again = run("materialize", "--defs", str(QUICKSTART), "--home", str(home), "--json")
     assert again.returncode == 0, again.stderr
     assert run("doctor", "--home", str(home)).returncode == 0

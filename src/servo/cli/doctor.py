@@ -81,10 +81,10 @@ def doctor(
         payload["after"] = after.to_json()
         healthy = after.healthy
         if not as_json:
-            _print_report(report)
+            _print_report(report, repairing=True)
             _print_repair(result, after)
     elif not as_json:
-        _print_report(report)
+        _print_report(report, repairing=False)
     if as_json:
         from servo.cli.render import write_json
 
@@ -105,7 +105,7 @@ def _definitions(defs: str | None) -> Any:
     return load_definitions(target)
 
 
-def _print_report(report: DoctorReport) -> None:
+def _print_report(report: DoctorReport, *, repairing: bool) -> None:
     runs = report.to_json()["runs"]
     if report.healthy:
         typer.echo(f"home {report.home}: healthy ({len(report.scopes)} scope(s), {runs} run(s))")
@@ -115,7 +115,8 @@ def _print_report(report: DoctorReport) -> None:
         where = f" [{finding.path}]" if finding.path else ""
         runs_of = f" (runs: {', '.join(finding.run_ids)})" if finding.run_ids else ""
         typer.echo(f"  {finding.kind}: {finding.message}{where}{runs_of}")
-    typer.echo(f"run 'servo doctor --home {report.home} --repair' to repair it")
+    if not repairing:
+        typer.echo(f"run 'servo doctor --home {report.home} --repair' to repair it")
 
 
 def _print_repair(result: RepairResult, after: DoctorReport) -> None:
