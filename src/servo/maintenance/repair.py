@@ -54,6 +54,8 @@ _QUARANTINED_KINDS = {
     FindingKind.MANIFEST_UNREADABLE: "manifest",
     FindingKind.PROJECTION_UNREADABLE: "projection",
 }
+#: Findings after which a scope's projections are rebuilt from the ledger.
+_REBUILD_KINDS = frozenset({*_QUARANTINED_KINDS, FindingKind.PROJECTIONS_DISAGREE})
 
 
 @dataclass(slots=True)
@@ -132,13 +134,12 @@ def repair_home(
 def _repair_scope(
     store: ObjectStore, check: ScopeCheck, quarantine: Quarantine, result: RepairResult
 ) -> bool:
-    moved = False
     for finding in check.findings:
         kind = _QUARANTINED_KINDS.get(finding.kind)
         if kind is not None and finding.path is not None:
-            moved |= quarantine.move(finding.path, kind, finding.run_ids) is not None
-    disagree = any(f.kind == FindingKind.PROJECTIONS_DISAGREE for f in check.findings)
-    if not (moved or disagree):
+            quarantine.move(finding.path, kind, finding.run_ids)  # None: it was missing
+    # Anything wrong with the ledger or the projections: they must be folded afresh.
+    if not any(f.kind in _REBUILD_KINDS for f in check.findings):
         return False
     tenant_id, workspace_id = check.scope
     compactor = Compactor(store, tenant_id, workspace_id)
