@@ -191,7 +191,7 @@ def check_scope(store: ObjectStore, scope: Scope) -> ScopeCheck:
     ]
     manifests = ManifestStore(store, tenant_id, workspace_id)
     manifest: Manifest | None = None
-    for generation in reversed(_generations(store, manifests)):
+    for generation in reversed(generations(store, manifests)):
         try:
             loaded = manifests.load(generation)
         except CorruptObjectError as exc:
@@ -241,7 +241,7 @@ def _with_touched_runs(findings: list[Finding]) -> list[Finding]:
     ]
 
 
-def _generations(store: ObjectStore, manifests: ManifestStore) -> list[int]:
+def generations(store: ObjectStore, manifests: ManifestStore) -> list[int]:
     """Manifest generations present, ascending (lists the manifest folder)."""
     found = []
     for path in store.list_prefix(f"{manifests.prefix}manifest/"):

@@ -31,13 +31,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from servo.engine.compactor import Compactor
+from servo.engine.ids import now_us
+from servo.engine.manifest import Manifest, ManifestStore
 from servo.engine.snapshot import SnapshotReader
+from servo.errors import CorruptObjectError, ObjectNotFoundError
 from servo.maintenance.doctor import (
     CATALOG_FILE,
     CATALOG_KINDS,
     DoctorReport,
     FindingKind,
     ScopeCheck,
+    generations,
 )
 from servo.maintenance.quarantine import Quarantine, Quarantined
 from servo.observability.logging import get_logger
@@ -138,6 +142,7 @@ def _repair_scope(
         kind = _QUARANTINED_KINDS.get(finding.kind)
         if kind is not None and finding.path is not None:
             quarantine.move(finding.path, kind, finding.run_ids)  # None: it was missing
+    _fill_manifest_holes(store, check)
     # Anything wrong with the ledger or the projections: they must be folded afresh.
     if not any(f.kind in _REBUILD_KINDS for f in check.findings):
         return False
@@ -146,6 +151,49 @@ def _repair_scope(
     rebuilt = compactor.rebuild(list(check.replay.paths))
     result.rebuilt_projections.append((tenant_id, workspace_id, rebuilt.generation))
     return True
+
+
+def _fill_manifest_holes(store: ObjectStore, check: ScopeCheck) -> None:
+    """Keep the manifest chain contiguous after older generations were moved aside.
+
+    Readers find the newest generation by probing (`ManifestStore`), which assumes
+    generations 1..latest all exist. A quarantined generation below the newest is
+    replaced by a copy of the nearest older readable one (or an empty one), stamped
+    with its generation: nobody reads old generations, and the chain holds.
+    """
+    tenant_id, workspace_id = check.scope
+    manifests = ManifestStore(store, tenant_id, workspace_id)
+    newest = max(generations(store, manifests), default=0)
+    holes = sorted(
+        int(f.path.rpartition("/")[2].removesuffix(".json"))
+        for f in check.findings
+        if f.kind == FindingKind.MANIFEST_UNREADABLE and f.path is not None
+    )
+    for generation in holes:
+        if generation >= newest or store.head(manifests.path(generation)) is not None:
+            continue
+        older = _readable_below(manifests, generation)
+        filler = Manifest(
+            generation=generation,
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            tables={} if older is None else dict(older.tables),
+            last_processed_at=0 if older is None else older.last_processed_at,
+            events_folded=0 if older is None else older.events_folded,
+            published_at=now_us(),
+            writer_id="servo-doctor",
+        )
+        manifests.publish(filler)  # create-only; the hint never moves back
+        log.info("doctor.manifest_hole_filled", tenant_id=tenant_id, generation=generation)
+
+
+def _readable_below(manifests: ManifestStore, generation: int) -> Manifest | None:
+    for older in range(generation - 1, 0, -1):
+        try:
+            return manifests.load(older)
+        except (CorruptObjectError, ObjectNotFoundError):
+            continue
+    return None
 
 
 def _rebuild_catalog(

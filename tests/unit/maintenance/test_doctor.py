@@ -7,6 +7,7 @@ from pathlib import Path
 from servo.config.settings import Settings
 from servo.engine.compactor import Compactor
 from servo.engine.ledger import LedgerWriter
+from servo.engine.manifest import ManifestStore
 from servo.engine.snapshot import SnapshotReader
 from servo.maintenance.doctor import FindingKind, check_home
 from servo.maintenance.repair import repair_home
@@ -57,3 +58,22 @@ def test_projections_behind_the_ledger_are_caught_up(tmp_path: Path) -> None:
     repair_home(settings, store, report)
     assert check_home(settings, store).healthy
     assert SnapshotReader(store, TENANT, WORKSPACE).load().run("late") is not None
+
+
+def test_an_old_unreadable_manifest_leaves_no_hole_in_the_chain(tmp_path: Path) -> None:
+    """Probing for the newest generation needs 1..latest: a filler takes the slot."""
+    settings, store = build(tmp_path)
+    manifests = ManifestStore(store, TENANT, WORKSPACE)
+    newest = manifests.latest_generation()
+    assert newest == 3
+    (tmp_path / manifests.path(2)).write_bytes(b'{"format": 1, "gener')
+    report = check_home(settings, store)
+    assert [f.kind for f in report.findings] == [FindingKind.MANIFEST_UNREADABLE]
+    result = repair_home(settings, store, report)
+    assert [q.kind for q in result.quarantined] == ["manifest"]
+    assert (tmp_path / result.quarantined[0].moved_to).read_bytes() == b'{"format": 1, "gener'
+    assert [manifests.load(g).generation for g in range(1, 5)] == [1, 2, 3, 4]
+    assert manifests.load(2).tables == manifests.load(1).tables
+    store.delete(manifests.hint_path)  # without the hint, probing still finds the newest
+    assert ManifestStore(store, TENANT, WORKSPACE).latest_generation() == 4
+    assert check_home(settings, store).healthy
