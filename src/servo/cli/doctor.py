@@ -61,7 +61,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Check a Servo home (ledger, manifests, projections, catalog); --repair fixes it."""
-    from servo.maintenance.doctor import check_home
+    from servo.maintenance.doctor import diagnose_home
     from servo.storage.factory import open_store
 
     state = ctx.find_root().obj
@@ -69,14 +69,14 @@ def doctor(
     if home is not None:
         settings = settings.model_copy(update={"home": home})
     store = open_store(settings.storage, settings.home)
-    report = check_home(settings, store, tenant)
+    report = diagnose_home(settings, store, tenant)
     payload: dict[str, Any] = report.to_json()
     healthy = report.healthy
     if repair and not report.healthy:
         from servo.maintenance.repair import repair_home
 
         result = repair_home(settings, store, report, _definitions(defs))
-        after = check_home(settings, store, tenant)
+        after = diagnose_home(settings, store, tenant)
         payload["repair"] = result.to_json()
         payload["after"] = after.to_json()
         healthy = after.healthy

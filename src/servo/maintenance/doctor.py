@@ -153,7 +153,7 @@ def replayed_runs(replay: LedgerReplay) -> Iterable[Any]:
     return (r for r in replay.state.rows("runs") if r.request_event_id)
 
 
-def check_home(
+def diagnose_home(
     settings: Settings, store: ObjectStore, tenant_id: str | None = None
 ) -> DoctorReport:
     """Check the home of `settings` (see the module docstring); never writes.

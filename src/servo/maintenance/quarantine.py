@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servo.errors import ObjectExistsError, ObjectNotFoundError
+from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
 
 log = get_logger(__name__)
+
+QUARANTINED = metrics.counter(
+    "servo_doctor_quarantined_total", "Unreadable objects servo doctor moved aside.", ["kind"]
+)
 
 #: The folder of quarantined objects, under the store root (and under the home).
 QUARANTINE = "quarantine"
@@ -82,6 +87,7 @@ class Quarantine:
         self._store.delete(path)
         moved = Quarantined(path, target, kind, run_ids)
         self.moved.append(moved)
+        QUARANTINED.labels(kind).inc()
         log.info("doctor.quarantined", path=path, moved_to=target, kind=kind, run_ids=run_ids)
         return moved
 
@@ -95,5 +101,6 @@ class Quarantine:
         os.replace(source, target)
         moved = Quarantined(name, str(target.relative_to(home)), kind)
         self.moved.append(moved)
+        QUARANTINED.labels(kind).inc()
         log.info("doctor.quarantined", path=str(source), moved_to=str(target), kind=kind)
         return moved

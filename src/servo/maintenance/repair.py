@@ -114,7 +114,7 @@ def repair_home(
     Args:
         settings: the settings (home, catalog).
         store: the home's object store.
-        report: a fresh `check_home` report of this home.
+        report: a fresh `diagnose_home` report of this home.
         definitions: registered in a rebuilt catalog when given.
     """
     quarantine = Quarantine(store)

@@ -9,7 +9,7 @@ from servo.engine.compactor import Compactor
 from servo.engine.ledger import LedgerWriter
 from servo.engine.manifest import ManifestStore
 from servo.engine.snapshot import SnapshotReader
-from servo.maintenance.doctor import FindingKind, check_home
+from servo.maintenance.doctor import FindingKind, diagnose_home
 from servo.maintenance.repair import repair_home
 from servo.storage.local import LocalObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
@@ -26,7 +26,7 @@ def build(home: Path) -> tuple[Settings, LocalObjectStore]:
 
 def test_healthy(tmp_path: Path) -> None:
     settings, store = build(tmp_path)
-    report = check_home(settings, store)
+    report = diagnose_home(settings, store)
     assert report.healthy, report.findings
     assert report.to_json()["runs"] == 3
 
@@ -38,13 +38,13 @@ def test_a_missing_projection_file_is_rebuilt(tmp_path: Path) -> None:
     victim = manifest.files_of("tasks").files[-1]
     (tmp_path / victim).unlink()
     fresh = LocalObjectStore(tmp_path, fsync=False)  # no decoded file cached
-    report = check_home(settings, fresh)
+    report = diagnose_home(settings, fresh)
     [finding] = report.findings
     assert finding.kind == FindingKind.PROJECTION_UNREADABLE and finding.path == victim
     result = repair_home(settings, fresh, report)
     assert result.quarantined == []  # nothing left to move aside
     assert result.rebuilt_projections == [(TENANT, WORKSPACE, manifest.generation + 1)]
-    assert check_home(settings, LocalObjectStore(tmp_path, fsync=False)).healthy
+    assert diagnose_home(settings, LocalObjectStore(tmp_path, fsync=False)).healthy
     runs = SnapshotReader(fresh, TENANT, WORKSPACE).load().runs()
     assert {r.run_id: r.status for r in runs} == {f"r{i}": "SUCCEEDED" for i in range(3)}
 
@@ -52,11 +52,11 @@ def test_a_missing_projection_file_is_rebuilt(tmp_path: Path) -> None:
 def test_projections_behind_the_ledger_are_caught_up(tmp_path: Path) -> None:
     settings, store = build(tmp_path)
     LedgerWriter(store, TENANT, WORKSPACE).append(lifecycle("late", 1, start=9_000_000))
-    report = check_home(settings, store)
+    report = diagnose_home(settings, store)
     assert {f.kind for f in report.findings} == {FindingKind.PROJECTIONS_DISAGREE}
     assert all("late" in f.run_ids for f in report.findings if f.run_ids)
     repair_home(settings, store, report)
-    assert check_home(settings, store).healthy
+    assert diagnose_home(settings, store).healthy
     assert SnapshotReader(store, TENANT, WORKSPACE).load().run("late") is not None
 
 
@@ -67,7 +67,7 @@ def test_an_old_unreadable_manifest_leaves_no_hole_in_the_chain(tmp_path: Path) 
     newest = manifests.latest_generation()
     assert newest == 3
     (tmp_path / manifests.path(2)).write_bytes(b'{"format": 1, "gener')
-    report = check_home(settings, store)
+    report = diagnose_home(settings, store)
     assert [f.kind for f in report.findings] == [FindingKind.MANIFEST_UNREADABLE]
     result = repair_home(settings, store, report)
     assert [q.kind for q in result.quarantined] == ["manifest"]
@@ -76,4 +76,4 @@ def test_an_old_unreadable_manifest_leaves_no_hole_in_the_chain(tmp_path: Path) 
     assert manifests.load(2).tables == manifests.load(1).tables
     store.delete(manifests.hint_path)  # without the hint, probing still finds the newest
     assert ManifestStore(store, TENANT, WORKSPACE).latest_generation() == 4
-    assert check_home(settings, store).healthy
+    assert diagnose_home(settings, store).healthy
