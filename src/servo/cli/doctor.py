@@ -130,6 +130,8 @@ def _print_repair(result: RepairResult, after: DoctorReport) -> None:
         )
     if result.rebuilt_catalog:
         typer.echo("rebuilt the catalog from the ledger")
+    if result.reprojected_catalog:
+        typer.echo("projected the rebuilt projections into the catalog")
     for note in result.notes:
         typer.echo(f"note: {note}")
     if result.runs_touched:

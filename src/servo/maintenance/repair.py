@@ -11,13 +11,13 @@ For each scope, in this order:
    disagreed with the replay: `Compactor.rebuild` folds every readable ledger object
    from scratch and publishes the result as base files of the next generation.
 
-Then, when the catalog had a problem or any projections were rebuilt, **rebuild the
-catalog** from the ledger: the SQLite file (and its WAL files) is moved aside, a
-fresh catalog is created and every scope's rebuilt projections are projected into
-it (`servo.catalog.projector.CatalogProjector`); the definitions, when given, are
-registered again (the next ``servo materialize`` registers them anyway). A
-PostgreSQL catalog is never moved: its runs are projected again, and what cannot be
-fixed that way is reported.
+Then, when the catalog had a problem, **rebuild the catalog** from the ledger: the
+SQLite file (and its WAL files) is moved aside, a fresh catalog is created and every
+scope's projections are projected into it (`servo.catalog.projector.CatalogProjector`);
+the definitions, when given, are registered again (the next ``servo materialize``
+registers them anyway). A PostgreSQL catalog is never moved: its projector
+checkpoint is reset and every run is projected again. A healthy catalog is kept (with
+its registered definitions) and only rebuilt projections are projected into it.
 
 The ledger is the record: projections and catalog are derived from it, so rebuilding
 them loses nothing the ledger holds, and the objects that could not be read are kept
@@ -70,7 +70,9 @@ class RepairResult:
         quarantine: where unreadable objects were moved (``quarantine/{stamp}/``).
         quarantined: the objects moved aside.
         rebuilt_projections: scopes whose projections were rebuilt, with the generation.
-        rebuilt_catalog: whether the catalog was rebuilt (or re-projected).
+        rebuilt_catalog: whether the catalog was rebuilt from the ledger.
+        reprojected_catalog: whether rebuilt projections were projected into the
+            (healthy) catalog.
         notes: anything the repair could not do, one line each.
     """
 
@@ -78,6 +80,7 @@ class RepairResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     rebuilt_projections: list[tuple[str, str, int]] = field(default_factory=list)
     rebuilt_catalog: bool = False
+    reprojected_catalog: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -99,6 +102,7 @@ class RepairResult:
                 for t, w, g in self.rebuilt_projections
             ],
             "rebuilt_catalog": self.rebuilt_catalog,
+            "reprojected_catalog": self.reprojected_catalog,
             "notes": list(self.notes),
         }
 
@@ -125,12 +129,12 @@ def repair_home(
     for check in report.scopes:
         if _repair_scope(store, check, quarantine, result):
             log.info("doctor.projections_rebuilt", tenant_id=check.scope[0], scope=check.scope)
-    catalog_problem = any(f.kind in CATALOG_KINDS for f in report.findings)
-    if catalog_problem or result.rebuilt_projections:
-        from servo.maintenance.catalog_check import catalog_present
+    from servo.maintenance.catalog_check import catalog_present
 
-        if catalog_present(settings) or catalog_problem:
-            _rebuild_catalog(settings, store, report, quarantine, definitions, result)
+    if any(f.kind in CATALOG_KINDS for f in report.findings):
+        _rebuild_catalog(settings, store, report, quarantine, definitions, result)
+    elif result.rebuilt_projections and catalog_present(settings):
+        _reproject(settings, store, result)
     result.quarantined = list(quarantine.moved)
     return result
 
@@ -232,6 +236,20 @@ def _rebuild_catalog(
             "'servo materialize' (or pass --defs to servo doctor)"
         )
     result.rebuilt_catalog = True
+
+
+def _reproject(settings: Settings, store: ObjectStore, result: RepairResult) -> None:
+    """Project rebuilt projections into a healthy catalog (upserts; definitions stay)."""
+    from servo.catalog.catalog import open_catalog
+    from servo.catalog.projector import CatalogProjector
+
+    with open_catalog(settings) as catalog:
+        for tenant_id, workspace_id, _ in result.rebuilt_projections:
+            snapshot = SnapshotReader(store, tenant_id, workspace_id).load()
+            # The rebuild may reuse the generation of a quarantined manifest: start over.
+            _forget_checkpoint(catalog, tenant_id, workspace_id)
+            CatalogProjector(catalog, store, tenant_id, workspace_id).project(snapshot)
+    result.reprojected_catalog = True
 
 
 def _forget_checkpoint(catalog: Any, tenant_id: str, workspace_id: str) -> None:
