@@ -12,12 +12,12 @@ The checks and the repair are `servo.maintenance.doctor` and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servo.cli._session import CliState, configure, resolve_target
+from servo.cli._session import configure, resolve_target
+from servo.cli.options import ConfigOption, HomeOption, JsonOption, state_of
 
 if TYPE_CHECKING:
     from servo.maintenance.doctor import DoctorReport
@@ -29,12 +29,7 @@ EXIT_PROBLEMS = 1
 
 def doctor(
     ctx: typer.Context,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-        ),
-    ] = None,
+    home: HomeOption = None,
     tenant: Annotated[
         str | None,
         typer.Option(
@@ -54,18 +49,19 @@ def doctor(
         typer.Option(
             "--defs",
             envvar="SERVO_DEFS",
-            help="Definitions to register again in a rebuilt catalog (optional).",
+            help="Definitions to register again in a rebuilt catalog (default: "
+            "$SERVO_DEFS, else ./definitions.py when present).",
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Check a Servo home (ledger, manifests, projections, catalog); --repair fixes it."""
     from servo.maintenance.doctor import diagnose_home
     from servo.storage.factory import open_store
 
-    state = ctx.find_root().obj
-    settings = configure(state if isinstance(state, CliState) else None)
+    settings = configure(state_of(ctx))
     if home is not None:
         settings = settings.model_copy(update={"home": home})
     store = open_store(settings.storage, settings.home)

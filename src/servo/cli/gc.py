@@ -11,22 +11,17 @@ Exit codes: 0, or 2 for usage, configuration and home errors.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from servo.cli._session import CliState, configure, with_home
+from servo.cli._session import configure, with_home
+from servo.cli.options import ConfigOption, HomeOption, JsonOption, state_of
 
 
 def gc(
     ctx: typer.Context,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-        ),
-    ] = None,
+    home: HomeOption = None,
     keep_runs: Annotated[
         int | None,
         typer.Option("--keep-runs", min=0, help="Keep the values of the newest N runs."),
@@ -52,15 +47,15 @@ def gc(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be removed; remove nothing.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Remove stored values of old runs that nothing needs any more."""
     from servo.maintenance.gc import Retention, collect, plan_gc
     from servo.storage.factory import open_store
     from servo.storage.home import check_home
 
-    state = ctx.find_root().obj
-    settings = with_home(configure(state if isinstance(state, CliState) else None), home)
+    settings = with_home(configure(state_of(ctx)), home)
     if not dry_run:
         check_home(settings.home, write=True)
     options: dict[str, Any] = {"keep_runs": keep_runs, "older_than_days": older_than}
