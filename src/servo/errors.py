@@ -17,7 +17,8 @@ ServoError
 │   ├── CorruptObjectError      a stored ledger, manifest or projection object that cannot be
 │   │   │                       read (names it and ``servo doctor --repair``)
 │   │   └── EventDecodeError    a ledger object that is not a valid event
-│   └── ManifestConflictError   a manifest publish lost the compare-and-swap race
+│   ├── ManifestConflictError   a manifest publish lost the compare-and-swap race
+│   └── RunBusyError            another live process drives the run (its run lock is held)
 ├── CircuitOpenError            a circuit breaker refused a call: the dependency is presumed down
 ├── AttemptStoppedError         an async asset's coroutine was cancelled (attempt asked to stop)
 ├── RunFailedError              `servo.materialize(..., raise_on_error=True)`: an asset did not
@@ -117,6 +118,10 @@ class EventDecodeError(CorruptObjectError):
 
 class ManifestConflictError(EngineError):
     """Another compactor published the manifest generation first."""
+
+
+class RunBusyError(EngineError):
+    """Another live process drives the run (it holds the run's lock); names the run."""
 
 
 class CircuitOpenError(ServoError):

@@ -1,4 +1,5 @@
-"""`servo runs cancel` stops a run that `servo materialize` is driving in another process."""
+"""`servo runs cancel` stops a run that `servo materialize` drives in another process,
+and ends at once a run that no live process drives."""
 
 from __future__ import annotations
 
@@ -72,7 +73,10 @@ def test_cancel_stops_a_running_materialize(tmp_path: Path) -> None:
     assert payload["tasks"] == {"quick": "succeeded", "long_running": "cancelled",
                                 "after": "cancelled"}  # fmt: skip
     again = run("runs", "cancel", run_id, "--home", str(home), "--json")
-    assert json.loads(again.stdout) == {"run_id": run_id, "cancel": "already_requested",
+    assert again.returncode == 1  # a finished run: nothing to cancel
+    assert json.loads(again.stdout) == {"run_id": run_id, "cancel": "finished",
                                         "status": "cancelled"}  # fmt: skip
+    said = run("runs", "cancel", run_id, "--home", str(home))
+    assert said.returncode == 1 and "already finished (cancelled)" in said.stdout
     missing = run("runs", "cancel", "nope", "--home", str(home))
     assert missing.returncode == 2 and "no run 'nope'" in missing.stderr

@@ -1,22 +1,44 @@
-"""``servo runs cancel RUN_ID``: ask a run to stop.
+"""``servo runs cancel RUN_ID``: stop a run, whether or not a process drives it.
 
-The cancel request is a create-only ledger object (one per run), so any process
-may write it and writing it twice is harmless. A runner driving the run notices it
-within a sweep interval: attempts still running are asked to stop and ended, tasks
-not started are cancelled. The command also folds the request into the published
-projections, so ``servo runs show`` reflects it even when no runner is active; a
-run whose attempts were left running by a dead runner finishes cancelling the next
-time ``servo materialize`` resumes it.
+The cancel request is a create-only ledger object (one per run), so any process may
+write it and writing it twice is harmless. What happens next depends on whether a
+live process drives the run, which the run lock tells (`servo.engine.run_lock`: the
+runner holds an exclusive OS file lock on ``{home}/locks/...`` while it drives a run;
+the command tries it without blocking):
+
+- **driven** (lock held): the command writes the request and publishes it; the
+  runner notices it within a sweep interval, asks running attempts to stop and ends
+  the run. Output ``cancel: requested`` (or ``already_requested``), exit 0.
+- **idle** (lock free; the run was stopped with Ctrl-C or its process died): the
+  command takes the lock and ends the run itself, at once
+  (`servo.engine.cancellation`): open attempts are abandoned as ``cancelled`` through
+  events written to the ledger, tasks not started are cancelled, the run is
+  CANCELLED in the projections and in the catalog. Output ``cancel: cancelled``, exit 0.
+- **finished**: nothing is written; it says so, exit 1.
+
+The lock only sees processes on this machine; a lease in the object store does the
+same for runners on several machines (scale-out), later.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servo.cli._session import configure, with_home
+from servo.cli._session import catalog_configured, configure, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
+
+if TYPE_CHECKING:
+    from servo.catalog.protocol import Catalog
+    from servo.config.settings import Settings
+    from servo.engine.cancellation import IdleCancel
+    from servo.engine.ledger import LedgerWriter
+    from servo.storage.base import ObjectStore
+
+#: Exit code when the run had already finished.
+EXIT_FINISHED = 1
 
 
 def cancel_run(
@@ -29,13 +51,8 @@ def cancel_run(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a run: stop its running assets and skip what has not started."""
-    import json
-    import sys
-
-    from servo.engine.compactor import Compactor
-    from servo.engine.ids import now_us
-    from servo.engine.ledger import LedgerReader, LedgerWriter
-    from servo.engine.runner import cancel_path, request_cancel
+    from servo.engine.ledger import LedgerWriter
+    from servo.engine.run_lock import RunLock, home_lock_dir, lock_path
     from servo.errors import ServoError
     from servo.storage.factory import open_store
 
@@ -44,15 +61,102 @@ def cancel_run(
     ledger = LedgerWriter(store, tenant, "default")
     if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:
         raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
-    written = request_cancel(ledger, run_id, reason, now_us())
+    lock = RunLock(lock_path(home_lock_dir(settings.home), tenant, "default", run_id))
+    if lock.try_acquire():
+        with lock:
+            done = _cancel_idle(settings, store, tenant, run_id, reason)
+        if done.already_finished:
+            _say(run_id, "finished", done.run.status, as_json)
+            raise typer.Exit(EXIT_FINISHED)
+        _say(run_id, "cancelled", done.run.status, as_json, abandoned=done.abandoned)
+        return
+    status, outcome = _request_from_live(store, ledger, tenant, run_id, reason)
+    if outcome == "finished":
+        _say(run_id, outcome, status, as_json)
+        raise typer.Exit(EXIT_FINISHED)
+    _say(run_id, outcome, status, as_json, driver=lock.holder_pid())
+
+
+def _cancel_idle(
+    settings: Settings, store: ObjectStore, tenant: str, run_id: str, reason: str
+) -> IdleCancel:
+    """End the run here (no live process drives it), projecting into the catalog."""
+    from servo.engine.cancellation import cancel_idle_run
+
+    catalog = _open_catalog(settings, tenant)
+    try:
+        listeners = []
+        if catalog is not None:
+            from servo.catalog.projector import CatalogProjector
+
+            listeners.append(CatalogProjector(catalog, store, tenant))
+        return cancel_idle_run(store, tenant, "default", run_id, reason=reason, listeners=listeners)
+    finally:
+        if catalog is not None:
+            catalog.close()
+
+
+def _open_catalog(settings: Settings, tenant: str) -> Catalog | None:
+    """The catalog when one is configured and reachable, else None (it catches up later)."""
+    if not catalog_configured(settings):
+        return None
+    from servo.catalog import open_catalog
+    from servo.errors import CatalogUnavailableError
+    from servo.observability.logging import get_logger
+
+    try:
+        return open_catalog(settings)
+    except CatalogUnavailableError as exc:
+        log = get_logger(__name__)
+        log.warning("catalog.unavailable_cancel_continues", tenant_id=tenant, error=str(exc))
+        return None
+
+
+def _request_from_live(
+    store: ObjectStore, ledger: LedgerWriter, tenant: str, run_id: str, reason: str
+) -> tuple[str, str]:
+    """Write the request for the live runner and publish it; (status, outcome)."""
+    from servo.engine.compactor import Compactor
+    from servo.engine.ids import now_us
+    from servo.engine.ledger import LedgerReader
+    from servo.engine.runner import cancel_path, request_cancel
+
     compactor = Compactor(store, tenant, "default")
+    run = compactor.state.run(run_id)
+    if run is not None and run.status != "RUNNING":
+        return run.status, "finished"
+    written = request_cancel(ledger, run_id, reason, now_us())
     compactor.fold(LedgerReader(store).read(ledger.path_for(cancel_path(run_id))))
     compactor.publish()
     run = compactor.state.run(run_id)
-    status = "unknown" if run is None else run.status.lower()
-    outcome = "requested" if written else "already_requested"
+    status = "RUNNING" if run is None else run.status
+    return status, "requested" if written else "already_requested"
+
+
+def _say(
+    run_id: str,
+    outcome: str,
+    status: str,
+    as_json: bool,
+    *,
+    abandoned: int = 0,
+    driver: int | None = None,
+) -> None:
+    import json
+
     if as_json:
-        payload = {"run_id": run_id, "cancel": outcome, "status": status}
+        payload = {"run_id": run_id, "cancel": outcome, "status": status.lower()}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    status = status.lower()
+    if outcome == "finished":
+        sys.stdout.write(f"run {run_id} already finished ({status}); nothing to cancel\n")
+    elif outcome == "cancelled":
+        stopped = f"; {abandoned} running attempt(s) given up" if abandoned else ""
+        sys.stdout.write(f"run {run_id}: cancelled (no process was driving it){stopped}\n")
     else:
-        sys.stdout.write(f"run {run_id}: cancel {outcome.replace('_', ' ')} (status: {status})\n")
+        who = "the process driving it" + ("" if driver is None else f" (pid {driver})")
+        sys.stdout.write(
+            f"run {run_id}: cancel {outcome.replace('_', ' ')}; {who} stops it within "
+            f"a second (status: {status})\n"
+        )

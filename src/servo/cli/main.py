@@ -81,7 +81,7 @@ def plan(
 
 
 def _register_run_commands() -> None:
-    from servo.cli import catalog, reads
+    from servo.cli import catalog, lifecycle, reads
     from servo.cli.cancel import cancel_run
     from servo.cli.doctor import doctor
     from servo.cli.gc import gc
@@ -93,6 +93,8 @@ def _register_run_commands() -> None:
     app.command("doctor")(doctor)
     app.command("gc")(gc)
     runs_app.command("cancel")(cancel_run)
+    runs_app.command("resume")(lifecycle.resume_run)
+    runs_app.command("retry")(lifecycle.retry_run)
     app.add_typer(runs_app, name="runs")
     app.add_typer(catalog.catalog_app, name="catalog")
 

@@ -59,9 +59,11 @@ class Progress:
         if self._bar is None:
             return
         statuses = [t.status for t in tasks]
+        retrying = statuses.count("RETRY_WAIT")
         detail = (
             f"running {statuses.count('RUNNING') + statuses.count('DISPATCHED')}  "
-            f"failed {statuses.count('FAILED')}  skipped {statuses.count('SKIPPED')}"
+            + (f"retrying {retrying}  " if retrying else "")
+            + f"failed {statuses.count('FAILED')}  skipped {statuses.count('SKIPPED')}"
         )
         done = sum(1 for st in statuses if st in _DONE)
         self._bar.update(self._task, total=len(tasks), completed=done, detail=detail)

@@ -23,14 +23,13 @@ this is `servo.embedded.session.run_assets`, which the Python API shares.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from servo.cli._session import catalog_configured, configure, resolve_target, with_home
+from servo.cli.lifecycle import DEFAULT_GRACE_S, GraceOption
 from servo.cli.options import (
     ConfigOption,
     DefsOption,
@@ -43,7 +42,6 @@ from servo.cli.options import (
 if TYPE_CHECKING:
     from servo.catalog.run_records import Execution, ExecutionTask
     from servo.config.settings import Settings
-    from servo.engine.runner import EmbeddedRunner, RunStart
     from servo.engine.schema import RunRow, TaskRow
 
 #: Exit code when a run ends with any asset failed, skipped or cancelled.
@@ -51,17 +49,6 @@ EXIT_RUN_FAILED = 1
 
 runs_app = typer.Typer(help="Runs recorded in the Servo home.", no_args_is_help=True)
 _state = state_of
-
-
-@contextmanager
-def _progress(
-    enabled: bool, _runner: EmbeddedRunner, start: RunStart
-) -> Iterator[Callable[[RunRow, list[TaskRow]], None]]:
-    """The live progress bar while `run_assets` drives the run."""
-    from servo.cli import render_runs
-
-    with render_runs.Progress(enabled=enabled, resumed=start.resumed) as progress:
-        yield progress.update
 
 
 def run_row(execution: Execution) -> RunRow:
@@ -166,11 +153,12 @@ def materialize(
         bool, typer.Option("--processes", help="Run assets in worker processes, not threads.")
     ] = False,
     tenant: TenantOption = "default",
+    grace: GraceOption = DEFAULT_GRACE_S,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the selected assets and their dependencies' results, on this machine."""
-    from servo.cli import render_runs
+    from servo.cli import lifecycle
     from servo.cli.selection import run_selection
     from servo.embedded.session import RunRequest, run_assets
     from servo.sdk.loader import load_definitions
@@ -186,14 +174,11 @@ def materialize(
         concurrency=concurrency,
         processes=processes,
     )
-    outcome = run_assets(definitions, request, settings, watch=partial(_progress, not as_json))
+    watch = partial(lifecycle.cli_watch, as_json=as_json, grace_s=grace, key=idempotency_key)
+    outcome = run_assets(definitions, request, settings, watch=watch)
     run, tasks = outcome.run, list(outcome.tasks)
-    if as_json:
-        render_runs.write_json(run_payload(run, tasks))
-    else:
-        render_runs.print_run(run, tasks)
-    if run.status != "SUCCEEDED":
-        raise typer.Exit(EXIT_RUN_FAILED)
+    resume = lifecycle.resume_command(run.run_id, home, tenant)
+    lifecycle.finish(run, tasks, as_json=as_json, interrupted=outcome.interrupted, resume=resume)
 
 
 def _catalog_runs(settings: Settings, tenant: str) -> list[RunRow]:

@@ -19,17 +19,24 @@ broken: every attempt in it ends with the error (the runner redelivers them) and
 the next enqueue starts a fresh pool. If the runner dies, its worker processes exit
 within a fraction of a second instead of finishing attempts the restarted runner
 will redeliver.
+
+`hold` (a graceful stop) starts nothing more: attempts waiting in the pool end with
+`NotStarted` instead of running (in process mode, those the pool has not handed to a
+worker yet). Worker processes ignore SIGINT: a Ctrl-C reaches the whole process group,
+and the runner, not each worker, decides what it stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -75,6 +82,10 @@ class ProcessRuntimeSpec:
     heartbeat_interval_s: float | None = None
 
 
+class NotStarted(Exception):
+    """The result of an attempt the pool never started because it was held (`hold`)."""
+
+
 class _NotifyingLedgerSink(LedgerSink):
     """In a worker process: write each event to the ledger, then notify the runner."""
 
@@ -113,6 +124,7 @@ def _init_process(spec: ProcessRuntimeSpec, notify: Any, parent: int) -> None:
 
     if os.getppid() != parent:
         os._exit(3)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides what a Ctrl-C stops
     threading.Thread(
         target=_exit_with_parent, args=(parent,), name="servo-parent-watch", daemon=True
     ).start()
@@ -143,6 +155,7 @@ class _DaemonThreadPool:
         self._work: queue.SimpleQueue[
             tuple[TaskRequest, Callable[[TaskReport | BaseException], None]] | None
         ] = queue.SimpleQueue()
+        self._held = False
         self._threads = [
             threading.Thread(target=self._loop, name=f"servo-task-{i}", daemon=True)
             for i in range(size)
@@ -158,11 +171,28 @@ class _DaemonThreadPool:
     def _loop(self) -> None:
         while (item := self._work.get()) is not None:
             request, done = item
+            if self._held:
+                done(NotStarted(request.attempt_id))
+                continue
             try:
                 result: TaskReport | BaseException = self._run(request)
             except BaseException as exc:  # reported to the runner, which redelivers
                 result = exc
             done(result)
+
+    def hold(self) -> None:
+        """Start nothing more: what waits in the queue ends with `NotStarted` now."""
+        self._held = True
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:  # closing: leave the sentinel for a thread
+                self._work.put(None)
+                return
+            request, done = item
+            done(NotStarted(request.attempt_id))
 
     def close(self, timeout: float) -> None:
         for _ in self._threads:
@@ -199,6 +229,8 @@ class LocalPoolDispatcher:
         self._runtime = runtime
         self._threads: _DaemonThreadPool | None = None
         self._processes: ProcessPoolExecutor | None = None
+        self._futures: dict[str, Future[TaskReport]] = {}
+        self._futures_lock = threading.Lock()
         self._process_spec = process_spec
         self._notify: Any = None
         self._manager: Any = None
@@ -248,6 +280,20 @@ class LocalPoolDispatcher:
         the engine ended it (``timeout``, ``cancelled``, ...)."""
         return self._runtime is not None and self._runtime.stop(attempt_id, reason)
 
+    def hold(self) -> None:
+        """Start no attempt that has not started; they end with `NotStarted`.
+
+        Attempts already running go on (a graceful stop gives them a grace period).
+        In process mode, the attempts the pool already handed to its call queue (at
+        most one more than the workers) cannot be held back.
+        """
+        if self._threads is not None:
+            self._threads.hold()
+        with self._futures_lock:
+            futures = list(self._futures.values())
+        for future in futures:
+            future.cancel()  # only succeeds for work no worker has taken
+
     def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
         with ENQUEUE_SECONDS.time(), self._lock:
             if request.cloud_task_id in self._seen:
@@ -265,11 +311,14 @@ class LocalPoolDispatcher:
 
     def _submit_to_processes(self, request: TaskRequest) -> None:
         assert self._processes is not None
-        try:
-            future = self._processes.submit(_execute_in_process, request)
-        except BrokenProcessPool:
-            self._restart_processes()
-            future = self._processes.submit(_execute_in_process, request)
+        with _sigint_ignored_while_spawning():
+            try:
+                future = self._processes.submit(_execute_in_process, request)
+            except BrokenProcessPool:
+                self._restart_processes()
+                future = self._processes.submit(_execute_in_process, request)
+        with self._futures_lock:
+            self._futures[request.attempt_id] = future
         future.add_done_callback(lambda f: self._process_finished(request, f))
 
     def _restart_processes(self) -> None:
@@ -280,6 +329,11 @@ class LocalPoolDispatcher:
         self._processes = self._new_process_pool()
 
     def _process_finished(self, request: TaskRequest, future: Future[TaskReport]) -> None:
+        with self._futures_lock:
+            self._futures.pop(request.attempt_id, None)
+        if future.cancelled():
+            self._finished(request, NotStarted(request.attempt_id))
+            return
         error = future.exception()
         if isinstance(error, BrokenProcessPool):
             with self._lock:
@@ -293,25 +347,52 @@ class LocalPoolDispatcher:
         QUEUE_DEPTH.dec()
         self._on_done(request, result)
 
-    def close(self) -> None:
-        """Stop the pool; attempts still running after `close_timeout_s` are left behind."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Stop the pool; attempts still running after `timeout_s` are left behind.
+
+        Args:
+            timeout_s: how long to wait for running attempts (default: the
+                dispatcher's `close_timeout_s`); 0 after a stop whose grace has passed.
+        """
+        timeout = self._close_timeout_s if timeout_s is None else timeout_s
         if self._threads is not None:
-            self._threads.close(self._close_timeout_s)
+            self._threads.close(timeout)
         if self._runtime is not None:
             self._runtime.close()
         if self._processes is not None:
             workers = list(getattr(self._processes, "_processes", {}).values())
             self._processes.shutdown(wait=False, cancel_futures=True)
-            deadline = time.monotonic() + self._close_timeout_s
+            deadline = time.monotonic() + timeout
             for worker in workers:  # a stuck worker must not hang the runner's exit
                 worker.join(max(0.0, deadline - time.monotonic()))
-                if worker.is_alive():
-                    log.warning("dispatch.worker_terminated", pid=worker.pid)
+                if worker.is_alive():  # expected when the caller gave no time (a stop)
+                    killed = log.info if timeout == 0 else log.warning
+                    killed("dispatch.worker_terminated", pid=worker.pid)
                     worker.kill()
                     worker.join(1.0)
             self._notify.put(None)
             self._forwarder.join(self._close_timeout_s)
             self._manager.shutdown()
+
+
+@contextlib.contextmanager
+def _sigint_ignored_while_spawning() -> Iterator[None]:
+    """Workers spawned now (the pool spawns them on submit) start with SIGINT ignored.
+
+    An ignored signal stays ignored across exec, and Python keeps it so: a Ctrl-C
+    while a worker is still importing cannot kill it (which would break the pool and
+    every attempt running in it). The parent ignores SIGINT for the few milliseconds
+    of the submit; only the main thread can change it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _is_broken(pool: ProcessPoolExecutor) -> bool:

@@ -74,6 +74,8 @@ class RunOutcome:
             tasks that had one.
         store: the object store holding the run's values.
         resumed: an existing run (same idempotency key) was found, nothing new created.
+        interrupted: the run was stopped (`EmbeddedRunner.request_stop`, e.g. on
+            Ctrl-C) before it ended; `run` is still RUNNING and can be resumed.
     """
 
     run: RunRow
@@ -81,6 +83,7 @@ class RunOutcome:
     attempts: Mapping[str, AttemptRow]
     store: ObjectStore
     resumed: bool
+    interrupted: bool = False
 
 
 def catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -> Catalog | None:
@@ -115,6 +118,7 @@ def runner_options(
             loaded from a file (a worker process must load both again).
     """
     from servo.dispatch.local import ProcessRuntimeSpec
+    from servo.engine.run_lock import home_lock_dir
     from servo.engine.runner import RunnerOptions
     from servo.storage.factory import open_store
 
@@ -134,6 +138,7 @@ def runner_options(
         concurrency=request.concurrency,
         pool="process" if request.processes else "thread",
         process_spec=spec,
+        lock_dir=None if settings is None else home_lock_dir(settings.home),
     )
 
 
@@ -210,7 +215,9 @@ def run_assets(
             and (found := attempts.get((task.run_id, task.task_key, task.attempt, task.attempt_id)))
             is not None
         }
-    return RunOutcome(run, tasks, MappingProxyType(current), store, start.resumed)
+    return RunOutcome(
+        run, tasks, MappingProxyType(current), store, start.resumed, runner.interrupted
+    )
 
 
 def _open_store(settings: Settings | None) -> ObjectStore:

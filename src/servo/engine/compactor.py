@@ -297,7 +297,9 @@ class Compactor:
                     self._work.reset()  # reload the winner's state, then re-fold
                     conflicts += 1
                     CAS_CONFLICTS.inc()
-                    log.warning(
+                    # Expected when two writers publish at once; the retry resolves it
+                    # (and raises, loudly, when it cannot).
+                    log.info(
                         "compaction.cas_conflict",
                         tenant_id=self.tenant_id,
                         workspace_id=self.workspace_id,

@@ -22,17 +22,29 @@ reflect (`servo.engine.recovery`), re-arms the scheduled timers, and gives up on
 attempts no live worker holds (`AttemptAbandoned(worker_lost)`, which redelivers
 them). A task whose result was recorded is not run again (the worker runtime's
 idempotency record).
+
+Stopping (Ctrl-C): `request_stop(grace_s)` may be called from a signal handler or any
+thread. The loop then dispatches nothing more (the pool starts nothing that waits in
+it), lets running attempts finish for up to `grace_s`, writes and publishes what it
+folded, and `wait` returns the run still RUNNING with `interrupted` set. Attempts
+still running are left to the next `wait` on the run (`servo runs resume`), which gives
+them up as `worker_lost` and redelivers them. A second `request_stop(0)` stops at once.
+
+One driver per run: with `RunnerOptions.lock_dir`, `wait` holds the run's lock
+(`servo.engine.run_lock`) while it drives the run, and refuses a run another live
+process drives.
 """
 
 from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servo.dispatch.local import LocalPoolDispatcher, PoolMode, ProcessRuntimeSpec
+from servo.dispatch.local import LocalPoolDispatcher, NotStarted, PoolMode, ProcessRuntimeSpec
 from servo.dispatch.request import TaskRequest, build_request
 from servo.engine import events as ev
 from servo.engine import schema as s
@@ -51,6 +63,7 @@ from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.recovery import FINDINGS, unfolded_ledger_paths
+from servo.engine.run_lock import RunLock, lock_path
 from servo.engine.snapshot import Snapshot
 from servo.engine.timer_wheel import TimerWheel
 from servo.errors import EngineError, ObjectNotFoundError
@@ -103,7 +116,11 @@ class _Ended:
     result: TaskReport | BaseException
 
 
-_Item = _Events | _Ended
+class _Wake:
+    """Put by `request_stop` so that a waiting loop notices the stop at once."""
+
+
+_Item = _Events | _Ended | _Wake
 
 
 class _QueueSink:
@@ -133,6 +150,8 @@ class RunnerOptions:
         sweep_interval_s: seconds between anti-entropy sweeps and cancel checks.
         ledger_scan_interval_s: seconds between scans for unfolded ledger objects.
         sweep: deadlines of the anti-entropy sweep.
+        lock_dir: where the per-run locks live (usually ``{home}/locks``); None
+            drives runs without a lock (see `servo.engine.run_lock`).
     """
 
     tenant_id: str = "default"
@@ -146,6 +165,7 @@ class RunnerOptions:
     sweep_interval_s: float = 1.0
     ledger_scan_interval_s: float = 60.0
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    lock_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +238,9 @@ class EmbeddedRunner:
         self._last_sweep = 0.0
         self._last_scan = 0.0
         self._drained_at = 0
+        self._stop_deadline: float | None = None
+        self._interrupted = False
+        self._left_running = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -227,9 +250,20 @@ class EmbeddedRunner:
         return self.compactor.state
 
     def start_run(
-        self, selection: str | None = None, idempotency_key: str | None = None
+        self,
+        selection: str | None = None,
+        idempotency_key: str | None = None,
+        *,
+        upstream: Mapping[str, Materialization] | None = None,
     ) -> RunStart:
         """Plan and request a run, or find the run of `idempotency_key`.
+
+        Args:
+            selection: the assets to run (a selection expression; default all).
+            idempotency_key: the same key finds the same run instead of a new one.
+            upstream: values to pin for dependencies outside the selection, by
+                asset, in place of their latest materializations (a retry passes the
+                values of the run it retries); other assets use their latest.
 
         Raises:
             SelectionError: the selection matches nothing or names an unknown asset.
@@ -244,7 +278,8 @@ class EmbeddedRunner:
             if self.state.run(run_id) is not None:
                 return RunStart(run_id, resumed=True)
         selected = select(self._defs.graph, selection or "*")
-        tasks = plan_tasks(self._defs, selected, self._latest_materializations())
+        pinned = {**self._latest_materializations(), **(upstream or {})}
+        tasks = plan_tasks(self._defs, selected, pinned)
         event = ev.Event.new(
             ev.RunRequested(
                 tasks=tasks,
@@ -271,25 +306,75 @@ class EmbeddedRunner:
         self._poll_cancel(run_id)
         return written
 
+    def request_stop(self, grace_s: float) -> None:
+        """Ask `wait` to stop driving its run, giving running attempts `grace_s` seconds.
+
+        Safe to call from a signal handler and from any thread (it only stores a
+        deadline and wakes the loop). A later call with a shorter grace shortens
+        the deadline (a second Ctrl-C: `request_stop(0)`); a longer one does not
+        extend it.
+        """
+        deadline = time.monotonic() + max(0.0, grace_s)
+        current = self._stop_deadline
+        if current is None or deadline < current:
+            self._stop_deadline = deadline
+        self._reports.put(_Wake())
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether `request_stop` was called."""
+        return self._stop_deadline is not None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the last `wait` returned because of `request_stop`, the run unfinished."""
+        return self._interrupted
+
     def wait(self, run_id: str, on_progress: Progress | None = None) -> s.RunRow:
-        """Drive the run until it ends; returns its final row.
+        """Drive the run until it ends, or until `request_stop`; returns its row.
+
+        The row is final unless `interrupted` is set: then the run is still RUNNING
+        and the next `wait` on it (in this process or another) resumes it.
 
         Raises:
             EngineError: the run does not exist.
+            RunBusyError: another live process drives the run (`lock_dir` set).
         """
         self._recover()
         if self.state.run(run_id) is None:
             scope = f"{self.options.tenant_id}/{self.options.workspace_id}"
             raise EngineError(f"no run {run_id} in {scope}")
+        lock = None
+        if self.options.lock_dir is not None:
+            lock = RunLock(self._lock_path(run_id))
+            lock.acquire(run_id)
+        try:
+            return self._drive(run_id, on_progress)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _lock_path(self, run_id: str) -> Path:
+        assert self.options.lock_dir is not None
+        return lock_path(
+            self.options.lock_dir, self.options.tenant_id, self.options.workspace_id, run_id
+        )
+
+    def _drive(self, run_id: str, on_progress: Progress | None) -> s.RunRow:
+        self._interrupted, self._left_running = False, 0
         self._poll_cancel(run_id)
         self._abandon_orphans(run_id)
         self._arm_timers(run_id)
         last_seen: tuple[int, ...] = ()
         self._drain()
         while True:
-            self._control(run_id)
+            stopping = self._stop_deadline is not None
+            if stopping:
+                self._dispatcher.hold()
+            self._control(run_id, dispatch=not stopping)
             self._flush()
-            self._dispatch(run_id)
+            if not stopping:
+                self._dispatch(run_id)
             self._maybe_sweep(run_id)
             run = self.state.run(run_id)
             assert run is not None
@@ -301,8 +386,24 @@ class EmbeddedRunner:
             if run.status != s.RUN_RUNNING:
                 self._publish(force=True)
                 return run
+            if stopping and self._stopped(run_id):
+                return run
             self._publish(force=False)
             self._drain(self._wait_timeout())
+
+    def _stopped(self, run_id: str) -> bool:
+        """After a stop request: True (state written and published) once nothing runs
+        here any more or the grace period has passed."""
+        deadline = self._stop_deadline
+        assert deadline is not None
+        if self._inflight and time.monotonic() < deadline:
+            return False
+        self._publish(force=True)
+        self._interrupted = True
+        self._left_running = len(self._inflight)
+        log.info("runner.stopped", run_id=run_id, left_running=len(self._inflight),
+                 **self._scope())  # fmt: skip
+        return True
 
     def add_publish_listener(self, listener: PublishListener) -> None:
         """Call `listener` with every snapshot published from now on.
@@ -313,12 +414,16 @@ class EmbeddedRunner:
         self._listeners.append(listener)
 
     def close(self) -> None:
-        """Publish what is folded and stop the pool."""
+        """Publish what is folded and stop the pool.
+
+        After an interrupted `wait` that left attempts running, they are left behind
+        at once (their grace period has passed; a resume redelivers them).
+        """
         try:
             if self._recovered:
                 self._publish(force=True)
         finally:
-            self._dispatcher.close()
+            self._dispatcher.close(0.0 if self._left_running else None)
 
     def __enter__(self) -> EmbeddedRunner:
         return self
@@ -364,10 +469,14 @@ class EmbeddedRunner:
             except queue.Empty:
                 break
             block = False
+            if isinstance(item, _Wake):
+                continue
             if isinstance(item, _Events):
                 (written if item.written else unwritten).extend(item.events)
                 continue
             self._inflight.discard(item.request.dispatch_id)
+            if isinstance(item.result, NotStarted):
+                continue  # held back by a stop: still open, a resume redelivers it
             if isinstance(item.result, BaseException):
                 unwritten.extend(self._runtime_failed(item.request, item.result))
             else:
@@ -452,7 +561,7 @@ class EmbeddedRunner:
             )
         if events:
             FINDINGS.labels("orphaned_attempt").inc(len(events))
-            log.warning(
+            log.info(  # expected after a stop or a crash: resuming is the recovery
                 "runner.orphaned_attempts", run_id=run_id, count=len(events), **self._scope()
             )
             self._append(events)
@@ -497,7 +606,7 @@ class EmbeddedRunner:
             )
         return [t for tid in self._pending if (t := state.task(*tid)) is not None]
 
-    def _control(self, run_id: str) -> None:
+    def _control(self, run_id: str, *, dispatch: bool = True) -> None:
         state = self.state
         now = self._clock()
         scope = self._scope()
@@ -537,17 +646,18 @@ class EmbeddedRunner:
             settings=self._timer_settings,
             **scope,
         )
-        follow_ups.extend(
-            dispatch_ready(
-                tasks,
-                tenant_id=self.options.tenant_id,
-                workspace_id=self.options.workspace_id,
-                now=now,
+        if dispatch:  # stopping: READY tasks stay READY for the resume
+            follow_ups.extend(
+                dispatch_ready(
+                    tasks,
+                    tenant_id=self.options.tenant_id,
+                    workspace_id=self.options.workspace_id,
+                    now=now,
+                )
             )
-        )
-        self._pending.difference_update(
-            (t.run_id, t.task_key) for t in tasks if t.status in (s.READY, s.RETRY_WAIT)
-        )
+            self._pending.difference_update(
+                (t.run_id, t.task_key) for t in tasks if t.status in (s.READY, s.RETRY_WAIT)
+            )
         self._append(follow_ups)
 
     def _dispatch(self, run_id: str) -> None:
@@ -673,6 +783,8 @@ class EmbeddedRunner:
         due = self._wheel.next_due()
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self._clock()) / 1_000_000))
+        if self._stop_deadline is not None:
+            timeout = min(timeout, max(0.0, self._stop_deadline - time.monotonic()))
         return max(timeout, 0.0005)
 
     def _latest_materializations(self) -> dict[str, Materialization]:
@@ -703,5 +815,5 @@ def request_cancel(ledger: LedgerWriter, run_id: str, reason: str, now: int) -> 
 
 def _counts(tasks: list[s.TaskRow]) -> tuple[int, ...]:
     statuses = [t.status for t in tasks]
-    kinds = (s.SUCCEEDED, s.FAILED, s.SKIPPED, s.RUNNING, s.DISPATCHED, s.CANCELLED)
+    kinds = (s.SUCCEEDED, s.FAILED, s.SKIPPED, s.RUNNING, s.DISPATCHED, s.CANCELLED, s.RETRY_WAIT)
     return tuple(statuses.count(st) for st in kinds)

@@ -26,6 +26,7 @@ from servo.errors import (
     CatalogUnavailableError,
 )
 from servo.observability import metrics
+from servo.observability.logging import configure_logging
 from servo.resilience.circuit_breaker import BreakerConfig, BreakerState, CircuitBreaker
 from servo.resilience.clock import ManualClock
 from servo.resilience.retry import RetryPolicy
@@ -141,12 +142,30 @@ def test_missing_tables_are_a_schema_error_and_others_a_catalog_error(db: Databa
     assert error["tenant_id"] == "acme" and error["log_level"] == "error"
 
 
-def test_slow_operations_warn_with_tenant_and_duration(db: Database) -> None:
-    with capture_logs() as logs:
-        db.run("test.slow", "acme", lambda c: time.sleep(0.11))
-        db.run("test.fast", "acme", lambda c: None)
+class _ServerBackend(SqliteBackend):
+    """SQLite standing in for a database server (only the name differs)."""
+
+    name = "postgresql"
+
+
+@pytest.mark.parametrize(
+    ("backend", "level"), [(_ServerBackend(), "warning"), (SqliteBackend(), "info")]
+)
+def test_slow_operations_log_tenant_and_duration_and_warn_only_for_a_server(
+    tmp_path: Path, backend: SqliteBackend, level: str
+) -> None:
+    engine = create_sqlite_engine(f"sqlite:///{tmp_path / 'c.db'}", pool_size=2, timeout_s=1.0)
+    db = Database(engine, backend, None)
+    configure_logging("DEBUG", "json")  # info must not be filtered out before capture
+    try:
+        with capture_logs() as logs:
+            db.run("test.slow", "acme", lambda c: time.sleep(0.11))
+            db.run("test.fast", "acme", lambda c: None)
+    finally:
+        db.close()
+        configure_logging("WARNING", "console")  # the default
     (slow,) = [e for e in logs if e["event"] == "catalog.slow_operation"]
-    assert slow["log_level"] == "warning" and slow["operation"] == "test.slow"
+    assert slow["log_level"] == level and slow["operation"] == "test.slow"
     assert slow["tenant_id"] == "acme" and slow["duration_ms"] >= 110
 
 
