@@ -23,16 +23,11 @@ attempts no live worker holds (`AttemptAbandoned(worker_lost)`, which redelivers
 them). A task whose result was recorded is not run again (the worker runtime's
 idempotency record).
 
-Stopping (Ctrl-C): `request_stop(grace_s)` may be called from a signal handler or any
-thread. The loop then dispatches nothing more (the pool starts nothing that waits in
-it), lets running attempts finish for up to `grace_s`, writes and publishes what it
-folded, and `wait` returns the run still RUNNING with `interrupted` set. Attempts
-still running are left to the next `wait` on the run (`servo runs resume`), which gives
-them up as `worker_lost` and redelivers them. A second `request_stop(0)` stops at once.
-
-One driver per run: with `RunnerOptions.lock_dir`, `wait` holds the run's lock
-(`servo.engine.run_lock`) while it drives the run, and refuses a run another live
-process drives.
+Stopping (ADR 0009): after `request_stop(grace_s)` (signal-handler safe) nothing more
+is dispatched, running attempts get `grace_s`, the state is written and published, and
+`wait` returns the run RUNNING with `interrupted` set; the next `wait` gives attempts
+left running up as `worker_lost`. With `RunnerOptions.lock_dir`, `wait` holds the run's
+lock (`servo.engine.run_lock`) and refuses a run another live process drives.
 """
 
 from __future__ import annotations
@@ -309,10 +304,8 @@ class EmbeddedRunner:
     def request_stop(self, grace_s: float) -> None:
         """Ask `wait` to stop driving its run, giving running attempts `grace_s` seconds.
 
-        Safe to call from a signal handler and from any thread (it only stores a
-        deadline and wakes the loop). A later call with a shorter grace shortens
-        the deadline (a second Ctrl-C: `request_stop(0)`); a longer one does not
-        extend it.
+        Safe from a signal handler or any thread (it stores a deadline and wakes the
+        loop). A later call may shorten the deadline (`request_stop(0)`), not extend it.
         """
         deadline = time.monotonic() + max(0.0, grace_s)
         current = self._stop_deadline
@@ -345,20 +338,15 @@ class EmbeddedRunner:
             scope = f"{self.options.tenant_id}/{self.options.workspace_id}"
             raise EngineError(f"no run {run_id} in {scope}")
         lock = None
-        if self.options.lock_dir is not None:
-            lock = RunLock(self._lock_path(run_id))
+        if (locks := self.options.lock_dir) is not None:
+            tenant, workspace = self.options.tenant_id, self.options.workspace_id
+            lock = RunLock(lock_path(locks, tenant, workspace, run_id))
             lock.acquire(run_id)
         try:
             return self._drive(run_id, on_progress)
         finally:
             if lock is not None:
                 lock.release()
-
-    def _lock_path(self, run_id: str) -> Path:
-        assert self.options.lock_dir is not None
-        return lock_path(
-            self.options.lock_dir, self.options.tenant_id, self.options.workspace_id, run_id
-        )
 
     def _drive(self, run_id: str, on_progress: Progress | None) -> s.RunRow:
         self._interrupted, self._left_running = False, 0
@@ -400,9 +388,8 @@ class EmbeddedRunner:
             return False
         self._publish(force=True)
         self._interrupted = True
-        self._left_running = len(self._inflight)
-        log.info("runner.stopped", run_id=run_id, left_running=len(self._inflight),
-                 **self._scope())  # fmt: skip
+        self._left_running = left = len(self._inflight)
+        log.info("runner.stopped", run_id=run_id, left_running=left, **self._scope())
         return True
 
     def add_publish_listener(self, listener: PublishListener) -> None:
