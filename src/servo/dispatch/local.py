@@ -382,7 +382,8 @@ def _sigint_ignored_while_spawning() -> Iterator[None]:
     An ignored signal stays ignored across exec, and Python keeps it so: a Ctrl-C
     while a worker is still importing cannot kill it (which would break the pool and
     every attempt running in it). The parent ignores SIGINT for the few milliseconds
-    of the submit; only the main thread can change it.
+    of the submit (a Ctrl-C landing exactly then is lost: press it again); only the
+    main thread can change it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
