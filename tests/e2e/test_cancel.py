@@ -60,6 +60,9 @@ def test_cancel_stops_a_running_materialize(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and driver.poll() is None, "never started"
             time.sleep(0.02)
         run_id = run_id_for_key("default", "default", "to-cancel")
+        busy = run("runs", "resume", run_id, "--home", str(home), MARK=str(mark))
+        assert busy.returncode == 2  # one driver per run (the run lock)
+        assert f"error: run {run_id} is being driven by another process (pid " in busy.stderr
         cancelled = run("runs", "cancel", run_id, "--home", str(home), "--json")
         assert cancelled.returncode == 0, cancelled.stderr
         assert json.loads(cancelled.stdout)["cancel"] == "requested"

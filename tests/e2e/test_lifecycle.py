@@ -148,6 +148,8 @@ def test_second_signal_stops_at_once_and_cancel_ends_the_idle_run(
     assert code == 130
     assert time.monotonic() - sent < 8  # well inside the default 10 s grace period
     run_id = out.split()[1].rstrip(":")
+    unfinished = run("runs", "retry", run_id, "--home", str(home), EFFECTS=str(log))
+    assert unfinished.returncode == 2 and "is unfinished; resume it" in unfinished.stderr
 
     cancelled = run("runs", "cancel", run_id, "--home", str(home), "--json")
     assert cancelled.returncode == 0, cancelled.stderr

@@ -341,7 +341,10 @@ class EmbeddedRunner:
         if (locks := self.options.lock_dir) is not None:
             tenant, workspace = self.options.tenant_id, self.options.workspace_id
             lock = RunLock(lock_path(locks, tenant, workspace, run_id))
-            lock.acquire(run_id)
+            if not lock.try_acquire():
+                holder = lock.holder_pid()
+                log.info("runner.run_busy", run_id=run_id, holder_pid=holder, **self._scope())
+                lock.acquire(run_id)  # RunBusyError naming the holder (unless just freed)
         try:
             return self._drive(run_id, on_progress)
         finally:
@@ -361,9 +364,9 @@ class EmbeddedRunner:
                 self._dispatcher.hold()
             self._control(run_id, dispatch=not stopping)
             self._flush()
-            if not stopping:
+            if not stopping:  # nor sweep: READY tasks wait for the resume on purpose
                 self._dispatch(run_id)
-            self._maybe_sweep(run_id)
+                self._maybe_sweep(run_id)
             run = self.state.run(run_id)
             assert run is not None
             if on_progress is not None:
