@@ -111,11 +111,7 @@ class _Ended:
     result: TaskReport | BaseException
 
 
-class _Wake:
-    """Put by `request_stop` so that a waiting loop notices the stop at once."""
-
-
-_Item = _Events | _Ended | _Wake
+_Item = _Events | _Ended
 
 
 class _QueueSink:
@@ -311,12 +307,7 @@ class EmbeddedRunner:
         current = self._stop_deadline
         if current is None or deadline < current:
             self._stop_deadline = deadline
-        self._reports.put(_Wake())
-
-    @property
-    def stop_requested(self) -> bool:
-        """Whether `request_stop` was called."""
-        return self._stop_deadline is not None
+        self._reports.put(_Events([], written=True))  # wakes a waiting loop
 
     @property
     def interrupted(self) -> bool:
@@ -459,8 +450,6 @@ class EmbeddedRunner:
             except queue.Empty:
                 break
             block = False
-            if isinstance(item, _Wake):
-                continue
             if isinstance(item, _Events):
                 (written if item.written else unwritten).extend(item.events)
                 continue
