@@ -5,8 +5,8 @@ several selection arguments are their union, ``--workflow`` runs a workflow's as
 (`servo.cli.selection`):
 a live progress bar on stderr, a summary table (or ``--json``) on stdout. Exit code
 0 when every selected asset succeeded, 1 when any failed or was skipped, 2 for usage
-or definition errors, 130 when Ctrl-C or SIGTERM stopped it (`servo.cli.lifecycle`). ``--home`` defaults to ``SERVO_HOME`` (or the config file's
-``home``), else ``./.servo``.
+or definition errors, 130 when Ctrl-C or SIGTERM stopped it (`servo.cli.lifecycle`).
+``--home`` defaults to ``SERVO_HOME`` (or the config file's ``home``), else ``./.servo``.
 
 Every ``materialize`` projects into the catalog (``database.url``, else SQLite at
 ``{home}/catalog.db``): the definitions and lineage edges are registered before the

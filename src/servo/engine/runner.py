@@ -23,7 +23,7 @@ attempts no live worker holds (`AttemptAbandoned(worker_lost)`, which redelivers
 them). A task whose result was recorded is not run again (the worker runtime's
 idempotency record).
 
-Stopping (ADR 0010): after `request_stop(grace_s)` (signal-handler safe) nothing more
+Stopping (ADR 0011): after `request_stop(grace_s)` (signal-handler safe) nothing more
 is dispatched, running attempts get `grace_s`, the state is written and published, and
 `wait` returns the run RUNNING with `interrupted` set; the next `wait` gives attempts
 left running up as `worker_lost`. With `RunnerOptions.lock_dir`, `wait` holds the run's
