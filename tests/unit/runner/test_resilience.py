@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from servo import Definitions, RetryPolicy, asset
+from servo import AssetDep, Definitions, RetryPolicy, asset
 from servo.dispatch.local import ProcessRuntimeSpec
 from servo.engine import schema as s
 from servo.engine.ledger import LedgerWriter
@@ -136,6 +136,12 @@ def test_cancel_stops_running_attempts_and_cancels_downstream(store: LocalObject
     saw_stop: list[bool] = []
 
     @asset
+    def quick() -> int:
+        return 7
+
+    # `quick` has ended before `long_running` starts (a control edge), so the cancel
+    # cannot catch it in flight on a loaded machine.
+    @asset(dependencies=[AssetDep("quick", type="control")])
     def long_running(context: AssetContext) -> int:
         started.set()
         for _ in range(500):
@@ -148,10 +154,6 @@ def test_cancel_stops_running_attempts_and_cancels_downstream(store: LocalObject
     @asset
     def after(long_running: int) -> int:
         return long_running + 1
-
-    @asset
-    def quick() -> int:
-        return 7
 
     defs = Definitions(assets=[long_running, after, quick])
     with EmbeddedRunner(store, defs, RunnerOptions(**FAST)) as runner:
