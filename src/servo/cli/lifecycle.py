@@ -108,14 +108,19 @@ def watch(runner: EmbeddedRunner, start: RunStart, *, as_json: bool, grace_s: fl
         return runner.wait(start.run_id, on_progress)
 
 
-def resume_command(run_id: str, home: Path | None, tenant: str) -> str:
-    """The command that resumes `run_id` (with the options it needs to find it)."""
-    parts = ["servo", "runs", "resume", run_id]
+def where_options(home: Path | None, tenant: str) -> str:
+    """The options a command needs to find a run (`` --home H --tenant T``, or "")."""
+    parts = []
     if home is not None:
         parts += ["--home", str(home)]
     if tenant != "default":
         parts += ["--tenant", tenant]
-    return " ".join(parts)
+    return "".join(f" {part}" for part in parts)
+
+
+def resume_command(run_id: str, home: Path | None, tenant: str) -> str:
+    """The command that resumes `run_id` (with the options it needs to find it)."""
+    return f"servo runs resume {run_id}{where_options(home, tenant)}"
 
 
 def finish(
@@ -126,8 +131,12 @@ def finish(
     interrupted: bool = False,
     resume: str = "",
     extra: Mapping[str, object] | None = None,
+    where: str = "",
 ) -> None:
-    """Print the run (table or JSON) and end the command with the run's exit code."""
+    """Print the run (table or JSON) and end the command with the run's exit code.
+
+    `where` goes after the commands suggested for a failure (`where_options`).
+    """
     from servo.cli import render_runs
     from servo.cli.runs import run_payload
 
@@ -137,7 +146,7 @@ def finish(
             payload.update(interrupted=True, resume=resume)
         render_runs.write_json(payload)
     else:
-        render_runs.print_run(run, tasks)
+        render_runs.print_run(run, tasks, where)
     if interrupted:
         sys.stderr.write(f"interrupted: run {run.run_id} is unfinished; resume it with: {resume}\n")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -268,7 +277,8 @@ def resume_run(
         interrupted = runner.interrupted
         tasks = runner.state.tasks_of(run_id)
     resume = resume_command(run_id, home, tenant)
-    finish(run, tasks, as_json=as_json, interrupted=interrupted, resume=resume)
+    where = where_options(home, tenant)
+    finish(run, tasks, as_json=as_json, interrupted=interrupted, resume=resume, where=where)
 
 
 def retry_upstream(tasks: list[s.TaskRow]) -> dict[str, Materialization]:
@@ -336,4 +346,13 @@ def retry_run(
         tasks = runner.state.tasks_of(start.run_id)
     resume = resume_command(start.run_id, home, tenant)
     extra = {"retry_of": run_id}
-    finish(run, tasks, as_json=as_json, interrupted=interrupted, resume=resume, extra=extra)
+    where = where_options(home, tenant)
+    finish(
+        run,
+        tasks,
+        as_json=as_json,
+        interrupted=interrupted,
+        resume=resume,
+        extra=extra,
+        where=where,
+    )

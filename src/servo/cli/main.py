@@ -81,7 +81,7 @@ def plan(
 
 
 def _register_run_commands() -> None:
-    from servo.cli import catalog, lifecycle, reads
+    from servo.cli import catalog, lifecycle, reads, run_logs, run_show, values
     from servo.cli.cancel import cancel_run
     from servo.cli.doctor import doctor
     from servo.cli.gc import gc
@@ -95,6 +95,9 @@ def _register_run_commands() -> None:
     runs_app.command("cancel")(cancel_run)
     runs_app.command("resume")(lifecycle.resume_run)
     runs_app.command("retry")(lifecycle.retry_run)
+    runs_app.command("show")(run_show.show_run)
+    runs_app.command("logs")(run_logs.show_logs)
+    app.add_typer(values.values_app, name="values")
     app.add_typer(runs_app, name="runs")
     app.add_typer(catalog.catalog_app, name="catalog")
 

@@ -73,8 +73,11 @@ class Progress:
             self._bar.__exit__(None, None, None)
 
 
-def print_run(run: RunRow, tasks: list[TaskRow]) -> None:
-    """The run's header and one row per asset."""
+def print_run(run: RunRow, tasks: list[TaskRow], where: str = "") -> None:
+    """The run's header, one row per asset, and where to look when any failed.
+
+    `where` is appended to the suggested commands (e.g. ``" --home DIR"``).
+    """
     console = Console()
     console.print(f"run [bold]{run.run_id}[/bold]: {run.status.lower()}")
     table = Table("asset", "status", "attempts", "seconds", "rows")
@@ -96,6 +99,13 @@ def print_run(run: RunRow, tasks: list[TaskRow]) -> None:
                 markup=False,
                 highlight=False,
             )
+    failed = [task.task_key for task in tasks if task.status == "FAILED"]
+    if failed:
+        for line in (
+            f"errors in full: servo runs show {run.run_id} --errors{where}",
+            f"their output:   servo runs logs {run.run_id} {failed[0]}{where}",
+        ):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def run_summary(run: RunRow) -> dict[str, Any]:

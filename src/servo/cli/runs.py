@@ -178,7 +178,10 @@ def materialize(
     outcome = run_assets(definitions, request, settings, watch=watch)
     run, tasks = outcome.run, list(outcome.tasks)
     resume = lifecycle.resume_command(run.run_id, home, tenant)
-    lifecycle.finish(run, tasks, as_json=as_json, interrupted=outcome.interrupted, resume=resume)
+    where = lifecycle.where_options(home, tenant)
+    lifecycle.finish(
+        run, tasks, as_json=as_json, interrupted=outcome.interrupted, resume=resume, where=where
+    )
 
 
 def _catalog_runs(settings: Settings, tenant: str) -> list[RunRow]:
@@ -239,35 +242,3 @@ def list_runs(
         render_runs.write_json(payload)
     else:
         render_runs.print_runs(runs)
-
-
-@runs_app.command("show")
-def show_run(
-    ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
-    home: HomeOption = None,
-    tenant: TenantOption = "default",
-    config: ConfigOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Show one run and the status of each of its assets (from the catalog when configured)."""
-    from servo.cli import render_runs
-    from servo.errors import ServoError
-
-    settings = with_home(configure(_state(ctx)), home)
-    if catalog_configured(settings):
-        run, tasks = _catalog_run(settings, tenant, run_id)
-    else:
-        from servo.engine.snapshot import SnapshotReader
-        from servo.storage.factory import open_store
-
-        store = open_store(settings.storage, settings.home)
-        snapshot = SnapshotReader(store, tenant, "default").load()
-        found = snapshot.run(run_id)
-        if found is None:
-            raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
-        run, tasks = found, snapshot.tasks_of(run_id)
-    if as_json:
-        render_runs.write_json(run_payload(run, tasks))
-    else:
-        render_runs.print_run(run, tasks)

@@ -16,6 +16,12 @@ Formats:
 - ``json`` — data made only of dicts with string keys, lists, strings, ints, finite
   floats, booleans and None, which round-trips exactly.
 - ``pickle`` — anything else (trusted code only: it is the user's own value).
+
+Errors: a value no format can store (a generator, a lock) raises
+`UnstorableValueError`, which names the asset and the types that can be stored; a
+stored value that cannot be decoded (a truncated or damaged file) raises
+`CorruptValueError`, which names the file, its asset and the way out
+(re-materialize that asset). Neither is retried: running again cannot fix them.
 """
 
 from __future__ import annotations
@@ -28,11 +34,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from servo.errors import ObjectExistsError, ObjectNotFoundError, StorageError, ValueRemovedError
+from servo.errors import (
+    ObjectExistsError,
+    ObjectNotFoundError,
+    ServoError,
+    StorageError,
+    ValueRemovedError,
+)
 from servo.storage.base import ObjectStore
 
 NO_PARTITION = "__all__"
 _EXTENSIONS = {"json": "json", "pickle": "pkl"}
+_STORABLE = (
+    "Servo stores Arrow, pandas and polars tables (as Parquet), JSON-able data (dicts "
+    "with string keys, lists, strings, ints, finite floats, booleans, None) and "
+    "picklable objects"
+)
+
+
+class UnstorableValueError(ServoError):
+    """An asset's value that no format can store; the message names the asset."""
+
+    #: Not retried (`servo.resilience.retry.classify`): the same code returns the same.
+    error_kind = "validation"
+
+
+class CorruptValueError(StorageError):
+    """A stored value that cannot be decoded; the message names the file and asset."""
+
+    #: Not retried: reading the same bytes again fails again.
+    error_kind = "validation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +107,26 @@ def _table_kind(value: Any) -> str | None:
     return None
 
 
-def encode_value(value: Any) -> EncodedValue:
-    """Choose the format for `value` and serialise it."""
+def encode_value(value: Any, asset_key: str | None = None) -> EncodedValue:
+    """Choose the format for `value` and serialise it.
+
+    Raises:
+        UnstorableValueError: no format can store `value` (named `asset_key`).
+    """
+    try:
+        return _encode(value)
+    except Exception as exc:
+        owner = "the value" if asset_key is None else f"the value of asset {asset_key!r}"
+        kind = type(value).__module__ + "." + type(value).__qualname__
+        kind = kind.removeprefix("builtins.")
+        raise UnstorableValueError(
+            f"storing {owner} failed: a {kind} cannot be stored "
+            f"({type(exc).__name__}: {exc}). {_STORABLE}; return one of those "
+            "(e.g. list(...) of a generator, the data rather than a lock or connection)"
+        ) from exc
+
+
+def _encode(value: Any) -> EncodedValue:
     kind = _table_kind(value)
     if kind is not None:
         import pyarrow as pa
@@ -143,7 +192,7 @@ def write_value(
     attempt: int = 1,
 ) -> tuple[str, EncodedValue]:
     """Store `value` create-only; returns (location, encoded) of what the path holds."""
-    encoded = encode_value(value)
+    encoded = encode_value(value, asset_key)
     path = output_path(asset_key, partition_key, run_id, encoded.format, attempt)
     try:
         store.put_if_absent(path, encoded.data)
@@ -165,18 +214,42 @@ def decode_row_count(data: bytes, fmt: str) -> int | None:
     return rows if isinstance(rows, int) else None
 
 
-def read_value(store: ObjectStore, location: str, fmt: str) -> Any:
+def read_value(store: ObjectStore, location: str, fmt: str, asset_key: str | None = None) -> Any:
     """Load a stored value.
 
+    Args:
+        store: the object store.
+        location: the value's path in the store.
+        fmt: its format.
+        asset_key: the asset it is a value of (default: read from the location).
+
     Raises:
+        CorruptValueError: the stored bytes cannot be decoded as `fmt`.
         ValueRemovedError: ``servo gc`` removed it (the message names the gc record).
         ObjectNotFoundError: nothing is stored at `location`.
     """
     try:
-        stored = store.get(location)
+        data = store.get(location).data
     except ObjectNotFoundError as exc:
         raise _removed(store, location) or exc from None
-    return decode_value(stored.data, fmt)
+    try:
+        return decode_value(data, fmt)
+    except (ImportError, AttributeError):  # a pickled class this process cannot import
+        raise
+    except StorageError:
+        raise
+    except Exception as exc:
+        asset = asset_key or _asset_of(location)
+        raise CorruptValueError(
+            f"the stored value of asset {asset!r} cannot be read: {location} "
+            f"({fmt}, {len(data)} bytes) is corrupt or truncated "
+            f"({type(exc).__name__}: {exc}); re-materialize it: servo materialize {asset}"
+        ) from exc
+
+
+def _asset_of(location: str) -> str:
+    parts = location.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "outputs" else location
 
 
 def _removed(store: ObjectStore, location: str) -> ValueRemovedError | None:

@@ -48,6 +48,7 @@ from servo.resilience.retry import RetryPolicy, classify
 from servo.sdk.context import AssetContext
 from servo.sdk.io import read_value, write_value
 from servo.storage.base import ObjectStore
+from servo.worker.capture import capture_output
 
 if TYPE_CHECKING:
     from servo.sdk.definitions import Definitions
@@ -277,7 +278,8 @@ class TaskRuntime:
                 log=bound,
                 stop_event=running.stop_event,
             )
-            value = definition.call(values, context)
+            with capture_output(self._store, request) as captured:
+                value = definition.call(values, replace(context, log=captured.log))
             if running.stopped():
                 return _stopped(running, bound)
             location, encoded = write_value(
