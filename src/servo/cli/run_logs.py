@@ -2,7 +2,8 @@
 
 Shows the output captured per attempt (``context.log`` records, stdout, stderr; see
 `servo.worker.capture`) from the home. Without ASSET, every asset's attempts in
-plan order; each attempt under a ``==> asset (attempt N, status) <==`` header.
+plan order; each attempt under a ``==> asset (attempt N, status) <==`` header
+(without the status when following).
 ``--attempt N`` prints that attempt's output alone, without a header. ``--follow``
 keeps polling the home and prints output as attempts write it, until the run ends.
 """
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 FOLLOW_POLL_S = 0.5
 
 
-def _header(task_key: str, attempt: AttemptRow) -> str:
-    return f"==> {task_key} (attempt {attempt.attempt}, {attempt_status(attempt)}) <==\n"
+def _header(task_key: str, attempt: AttemptRow, *, status: bool = True) -> str:
+    state = f", {attempt_status(attempt)}" if status else ""  # following: it changes
+    return f"==> {task_key} (attempt {attempt.attempt}{state}) <==\n"
 
 
 def _selected(
@@ -97,7 +99,8 @@ def _follow(
             if not found.text:
                 continue
             if where != shown and attempt is None:
-                sys.stdout.write(("" if at_line_start else "\n") + _header(task_key, row))
+                head = _header(task_key, row, status=False)
+                sys.stdout.write(("" if at_line_start else "\n") + head)
             shown = where
             sys.stdout.write(found.text)
             at_line_start = found.text.endswith("\n")

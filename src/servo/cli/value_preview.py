@@ -87,13 +87,15 @@ def _cell(value: Any) -> str:
 def render_text(found: Preview, rows: int | None) -> str:
     """`found` as text within `WIDTH` columns (JSON and repr lines may be longer)."""
     if found.kind == "table":
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for name in found.columns:
             table.add_column(name, overflow="ellipsis", no_wrap=True)
         for row in found.head:
             table.add_row(*(_cell(row[name]) for name in found.columns))
+        drawn = io.StringIO()
+        Console(file=drawn, width=WIDTH, color_system=None, highlight=False).print(table)
         out = io.StringIO()
-        Console(file=out, width=WIDTH, color_system=None, highlight=False).print(table)
+        out.writelines(line.rstrip() + "\n" for line in drawn.getvalue().splitlines())
         shown = len(found.head)
         if rows is not None and rows > shown:
             out.write(f"(first {shown} of {rows} rows)\n")

@@ -81,14 +81,18 @@ def _load(store: ObjectStore, task: TaskRow, defs: str | None) -> Any:
         from servo.cli._session import resolve_target
         from servo.sdk.loader import load_definitions
 
+        cannot = (
+            f"the value of {task.asset_key!r} is a pickled object whose class this command "
+            f"cannot import ({type(exc).__name__}: {exc})"
+        )
         try:
             load_definitions(resolve_target(defs))
-        except ServoError as missing:
+            return read_value(store, task.output_location, task.output_format, task.asset_key)
+        except (ServoError, ImportError, AttributeError) as again:
             raise ServoError(
-                f"the value of {task.asset_key!r} is a pickled object whose class this "
-                f"command cannot import ({type(exc).__name__}: {exc}); pass --defs: {missing}"
+                f"{cannot}; pass the definitions that define it with --defs (or SERVO_DEFS)"
+                + (f" ({again})" if isinstance(again, ServoError) and defs else "")
             ) from exc
-        return read_value(store, task.output_location, task.output_format, task.asset_key)
 
 
 def _file(settings: Settings, location: str) -> str | None:

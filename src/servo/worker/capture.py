@@ -113,10 +113,9 @@ class AttemptLog:
                 data = data[room:]
             if data:
                 if not self._tail and not self._cut:
-                    half = self._tail_limit // 1024
                     self._pending += (
-                        f"\n[servo: output over {self._head_limit // 1024} KiB: only its "
-                        f"last {half} KiB are kept, written when the attempt ends]\n"
+                        f"\n[servo: output over {_size(self._head_limit)}: only its last "
+                        f"{_size(self._tail_limit)} are kept, written when the attempt ends]\n"
                     ).encode()
                 self._tail += data
                 overflow = len(self._tail) - self._tail_limit
@@ -180,6 +179,10 @@ class AttemptLog:
                 error=str(exc),
             )
             return False
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
 
 
 class _Flusher:
