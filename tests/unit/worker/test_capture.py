@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servo.errors import TransientStorageError
 from servo.observability import metrics
@@ -163,3 +166,29 @@ def test_output_reaches_the_store_while_the_attempt_runs() -> None:
     with attempt_capture(store, key()):
         print("early")
         wait_for(lambda: read_log(store, key()).text == "early\n")
+
+
+_MARK = re.compile(r"\n\[servo: [^\]]*\]\n")
+
+
+@given(
+    writes=st.lists(st.tuples(st.text("ab\n", max_size=40), st.booleans()), max_size=30),
+    limit=st.integers(2, 120),
+)
+def test_the_stored_log_is_the_head_and_tail_of_the_output_whatever_the_flushes(
+    writes: list[tuple[str, bool]], limit: int
+) -> None:
+    store = MemoryObjectStore()
+    log = AttemptLog(store, key(), limit_bytes=limit)
+    for text, sync in writes:
+        log.write(text)
+        if sync:
+            log.sync()
+    log.close()
+    full = "".join(text for text, _ in writes)
+    kept = _MARK.sub("", read_log(store, key()).text)
+    if len(full) <= limit:
+        assert kept == full
+    else:
+        assert kept == full[: limit // 2] + full[-(limit - limit // 2) :]
+        assert log.cut_bytes == len(full) - limit
