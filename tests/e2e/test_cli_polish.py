@@ -188,6 +188,8 @@ def test_python_dash_m_servo(project: Path) -> None:
         ("runs", "list", "--home", "h", "--tenant", "t"),
         ("runs", "show", "RUN", "--home", "h", "--tenant", "t"),
         ("runs", "cancel", "RUN", "--home", "h", "--tenant", "t"),
+        ("runs", "logs", "RUN", "--home", "h", "--tenant", "t"),
+        ("values", "show", "a", "--home", "h", "--tenant", "t", "--defs", "definitions.py"),
         ("catalog", "status", "--home", "h"),
         ("catalog", "migrate", "--home", "h"),
     ],

@@ -98,6 +98,11 @@ def test_logs_of_concurrent_assets_and_of_each_attempt(tmp_path: Path) -> None:
     second = run("runs", "logs", run_id, "retried", "--attempt", "2", "--home", home)
     assert (second.returncode, second.stdout) == (0, "attempt 2 starts\n")
     both = run("runs", "logs", run_id, "retried", "--home", home).stdout
+    as_json = json.loads(run("runs", "logs", run_id, "retried", "--home", home, "--json").stdout)
+    assert as_json["logs"] == [
+        {"asset": "retried", "attempt": 1, "status": "failed", "text": "attempt 1 starts\n"},
+        {"asset": "retried", "attempt": 2, "status": "succeeded", "text": "attempt 2 starts\n"},
+    ]
     assert both.count("==> retried") == 2 and "attempt 1 starts" in both
 
     missing = run("runs", "logs", run_id, "retried", "--attempt", "3", "--home", home)

@@ -62,7 +62,7 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_the_materialize_summary_says_where_to_look(failed_run: dict[str, Any]) -> None:
     run_id, home = failed_run["run_id"], failed_run["home"]
-    summary = failed_run["summary"]
+    summary = " ".join(failed_run["summary"].split())  # long lines wrap at 80 columns
     assert f"servo runs show {run_id} --errors --home {home}" in summary
     assert f"servo runs logs {run_id} broken --home {home}" in summary
 

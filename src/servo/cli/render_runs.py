@@ -105,7 +105,7 @@ def print_run(run: RunRow, tasks: list[TaskRow], where: str = "") -> None:
             f"errors in full: servo runs show {run.run_id} --errors{where}",
             f"their output:   servo runs logs {run.run_id} {failed[0]}{where}",
         ):
-            console.print(line, soft_wrap=True, markup=False, highlight=False)
+            console.print(line, overflow="fold", markup=False, highlight=False)
 
 
 def run_summary(run: RunRow) -> dict[str, Any]:

@@ -10,7 +10,6 @@ topological levels, names sorted within a level, as ``servo plan`` prints them.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
 #: The workspace the CLI's runs live in.
 WORKSPACE = "default"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +45,6 @@ class RunDetail:
     def task(self, task_key: str) -> TaskRow | None:
         """The task `task_key`, or None."""
         return next((t for t in self.tasks if t.task_key == task_key), None)
-
-
-def iso_time(us: int | None) -> str | None:
-    """Epoch microseconds as ISO 8601 UTC (``2026-12-03T10:20:30.123456Z``), or None."""
-    if us is None:
-        return None
-    return (_EPOCH + dt.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def plan_order(task_keys: list[str], deps: list[DepRow]) -> list[str]:

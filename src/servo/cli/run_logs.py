@@ -6,6 +6,7 @@ plan order; each attempt under a ``==> asset (attempt N, status) <==`` header
 (without the status when following).
 ``--attempt N`` prints that attempt's output alone, without a header. ``--follow``
 keeps polling the home and prints output as attempts write it, until the run ends.
+``--json`` prints ``{"run_id", "logs": [{"asset", "attempt", "status", "text"}]}``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
 from servo.cli.run_detail import WORKSPACE, RunDetail, load_detail
 from servo.cli.run_show import attempt_status
 from servo.errors import ServoError
@@ -83,6 +84,23 @@ def _print_all(
     sys.stdout.flush()
 
 
+def _write_json(
+    store: ObjectStore, tenant: str, detail: RunDetail, asset: str | None, attempt: int | None
+) -> None:
+    from servo.cli import render
+
+    logs = [
+        {
+            "asset": task_key,
+            "attempt": row.attempt,
+            "status": attempt_status(row),
+            "text": read_log(store, _key(detail, tenant, task_key, row.attempt)).text,
+        }
+        for task_key, row in _selected(detail, asset, attempt)
+    ]
+    render.write_json({"run_id": detail.run.run_id, "logs": logs})
+
+
 def _follow(
     store: ObjectStore, tenant: str, run_id: str, asset: str | None, attempt: int | None
 ) -> None:
@@ -124,26 +142,24 @@ def show_logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Print new output until the run ends.")
     ] = False,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-        ),
-    ] = None,
-    tenant: Annotated[
-        str, typer.Option("--tenant", help="Tenant whose runs to use.", envvar="SERVO_TENANT")
-    ] = "default",
+    home: HomeOption = None,
+    tenant: TenantOption = "default",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show what a run's attempts logged and printed, per asset and attempt."""
-    from servo.cli import runs
     from servo.cli._session import configure, with_home
     from servo.storage.factory import open_store
 
-    settings = with_home(configure(runs._state(ctx)), home)
+    settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
     detail = load_detail(store, tenant, run_id)
     _check(detail, asset, attempt)
-    if follow:
+    if as_json:
+        if follow:
+            raise typer.BadParameter("--follow prints text as it comes; drop --json")
+        _write_json(store, tenant, detail, asset, attempt)
+    elif follow:
         _follow(store, tenant, run_id, asset, attempt)
     else:
         _print_all(store, tenant, detail, asset, attempt)

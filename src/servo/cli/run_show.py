@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servo.cli.run_detail import RunDetail, iso_time, load_detail
+from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
+from servo.cli.render import iso_time
+from servo.cli.run_detail import RunDetail, load_detail
 
 if TYPE_CHECKING:
     from servo.engine.schema import AttemptRow, TaskRow
 
 #: Columns the text output fits in.
 WIDTH = 80
+#: Lines of an error message shown without ``--errors``.
+MESSAGE_LINES = 3
 _ABANDONED = {
     "timeout": "timed out",
     "cancelled": "cancelled",
@@ -59,13 +62,19 @@ def _seconds(value: float | None) -> str:
     return f"{minutes}m{seconds:02d}s"
 
 
-def _fit(text: str, width: int = WIDTH) -> str:
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _wrap(text: str, indent: int = 0, max_lines: int | None = None, first: str = "") -> list[str]:
+    """`first` + `text` on lines of at most `WIDTH` columns, later lines indented."""
+    lines = textwrap.wrap(
+        " ".join(text.split()),
+        WIDTH,
+        initial_indent=first,
+        subsequent_indent=" " * indent,
+        break_on_hyphens=False,
+    ) or [first.rstrip()]
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: WIDTH - 1] + "…"
+    return lines
 
 
 def _when(us: int) -> str:
@@ -82,7 +91,7 @@ def _error(attempt: AttemptRow) -> str:
     )
 
 
-def _asset_line(task: TaskRow, attempts: list[AttemptRow]) -> str:
+def _asset_lines(task: TaskRow, attempts: list[AttemptRow]) -> list[str]:
     status = task.status.lower().replace("_", " ")
     extras = []
     if len(attempts) > 1:
@@ -92,39 +101,35 @@ def _asset_line(task: TaskRow, attempts: list[AttemptRow]) -> str:
     if task.status == "SKIPPED":
         extras.append("an upstream asset did not succeed")
     suffix = f" ({', '.join(extras)})" if extras else ""
-    return _fit(f"{task.task_key}: {status}{suffix}")
+    return _wrap(f"{task.task_key}: {status}{suffix}", indent=2)
 
 
 def _attempt_lines(attempt: AttemptRow, errors: bool) -> list[str]:
     head = f"  #{attempt.attempt:<3} {attempt_status(attempt):<10} "
-    head += f"{_seconds(attempt_seconds(attempt)):>9}"
+    head += f"{_seconds(attempt_seconds(attempt)):>9}  "
     error = _error(attempt)
-    lines = [_fit(f"{head}  {_one_line(error)}" if error else head)]
-    if errors and attempt.outcome != "succeeded" and error:
-        if attempt.error_traceback:
-            traceback = attempt.error_traceback.rstrip().splitlines()
-            lines.extend(f"      {line}" for line in traceback)
-        else:
-            indent = " " * 6
-            lines.extend(
-                textwrap.wrap(error, WIDTH, initial_indent=indent, subsequent_indent=indent)
-            )
-    return lines
+    if not error:
+        return [head.rstrip()]
+    if errors and attempt.error_traceback:  # the traceback ends with the whole message
+        first = _wrap(error, len(head), max_lines=1, first=head)
+        traceback = attempt.error_traceback.rstrip().splitlines()
+        return first + [f"      {line}" for line in traceback]
+    return _wrap(error, len(head), max_lines=None if errors else MESSAGE_LINES, first=head)
 
 
 def render_text(detail: RunDetail, *, errors: bool) -> str:
     """The run as text (see the module docstring)."""
     run = detail.run
-    lines = [_fit(f"run {run.run_id}: {run.status.lower()}")]
+    lines = [f"run {run.run_id}: {run.status.lower()}"]
     times = f"requested {_when(run.requested_at)}"
     if run.completed_at is not None:
         seconds = max(0, run.completed_at - run.requested_at) / 1e6
         times += f", took {_seconds(seconds)}"
-    lines += [_fit(times), ""]
+    lines += [times, ""]
     failed: list[str] = []
     for task in detail.tasks:
         attempts = detail.attempts.get(task.task_key, [])
-        lines.append(_asset_line(task, attempts))
+        lines.extend(_asset_lines(task, attempts))
         for attempt in attempts:
             lines.extend(_attempt_lines(attempt, errors))
         if any(a.error_type and a.outcome != "succeeded" for a in attempts):
@@ -132,8 +137,8 @@ def render_text(detail: RunDetail, *, errors: bool) -> str:
     if failed:
         lines.append("")
         if not errors:
-            lines.append(_fit(f"errors in full: servo runs show {run.run_id} --errors"))
-        lines.append(_fit(f"their output:   servo runs logs {run.run_id} {failed[0]}"))
+            lines.extend(_wrap(f"errors in full: servo runs show {run.run_id} --errors", 4))
+        lines.extend(_wrap(f"their output:   servo runs logs {run.run_id} {failed[0]}", 4))
     return "\n".join(lines) + "\n"
 
 
@@ -178,32 +183,23 @@ def assets_payload(detail: RunDetail) -> list[dict[str, Any]]:
     ]
 
 
-HomeOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-    ),
-]
-
-
 def show_run(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     home: HomeOption = None,
-    tenant: Annotated[
-        str, typer.Option("--tenant", help="Tenant whose runs to use.", envvar="SERVO_TENANT")
-    ] = "default",
+    tenant: TenantOption = "default",
     errors: Annotated[
         bool, typer.Option("--errors", help="Print whole error messages and tracebacks.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show one run: each asset in plan order with every attempt and its error."""
-    from servo.cli import render_runs, runs
+    from servo.cli import render, runs
     from servo.cli._session import catalog_configured, configure, with_home
     from servo.storage.factory import open_store
 
-    settings = with_home(configure(runs._state(ctx)), home)
+    settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
     if catalog_configured(settings):
         run, tasks = runs._catalog_run(settings, tenant, run_id)
@@ -213,6 +209,6 @@ def show_run(
     if as_json:
         payload = runs.run_payload(detail.run, detail.tasks)
         payload["assets"] = assets_payload(detail)
-        render_runs.write_json(payload)
+        render.write_json(payload)
     else:
         sys.stdout.write(render_text(detail, errors=errors))

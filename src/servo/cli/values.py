@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import pyarrow.compute as pc
 import typer
 
-from servo.cli.run_detail import WORKSPACE, iso_time
+from servo.cli.options import (
+    ConfigOption,
+    DefsOption,
+    HomeOption,
+    JsonOption,
+    TenantOption,
+    state_of,
+)
+from servo.cli.render import iso_time
+from servo.cli.run_detail import WORKSPACE
 from servo.errors import ServoError
 
 if TYPE_CHECKING:
@@ -117,27 +126,18 @@ def show_value(
         str | None,
         typer.Option("--run", metavar="RUN_ID", help="That run's value (default: the latest)."),
     ] = None,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="Servo home (default: $SERVO_HOME, else ./.servo).", show_default=False
-        ),
-    ] = None,
-    defs: Annotated[
-        str | None,
-        typer.Option("--defs", envvar="SERVO_DEFS", help="Definitions, to read pickled classes."),
-    ] = None,
-    tenant: Annotated[
-        str, typer.Option("--tenant", help="Tenant whose runs to use.", envvar="SERVO_TENANT")
-    ] = "default",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    home: HomeOption = None,
+    defs: DefsOption = None,
+    tenant: TenantOption = "default",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print an asset's latest (or one run's) value: a table's head, JSON, or a repr."""
-    from servo.cli import render_runs, runs, value_preview
+    from servo.cli import render, value_preview
     from servo.cli._session import configure, with_home
     from servo.storage.factory import open_store
 
-    settings = with_home(configure(runs._state(ctx)), home)
+    settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
     task = find_materialization(store, tenant, asset, run_id)
     fmt = task.output_format or ""
@@ -153,7 +153,7 @@ def show_value(
         "rows": task.output_rows,
     }
     if as_json:
-        render_runs.write_json({**facts, **value_preview.payload(found)})
+        render.write_json({**facts, **value_preview.payload(found)})
         return
     lines = [
         f"asset     {asset}",
