@@ -8,8 +8,9 @@ Values live at ``outputs/{asset}/{partition}/{run_id}[-{attempt}].{ext}``
 - its run is outside the retention: not among the newest ``keep_runs`` runs of its
   scope, or requested before ``as_of - older_than_days`` (either option suffices;
   with neither, nothing is outside);
-- no retained or unfinished run pins it (``TaskRow.pinned_inputs``: values a run
-  reads from earlier runs, e.g. a dependency outside its selection);
+- no later run pins it (``TaskRow.pinned_inputs``: values a run reads from earlier
+  runs, e.g. a dependency outside its selection, or the values a retry reuses),
+  whether that run is retained or not: retrying it must still find them;
 - it is not the latest successful materialization of its asset and partition.
 
 `plan_gc` decides (it reads, never writes); `collect` writes the record
@@ -240,17 +241,13 @@ def _runs(store: ObjectStore, retention: Retention, tenant_id: str | None) -> _R
             key=lambda r: (r.requested_at, r.run_id),
             reverse=True,
         )
-        keep: set[str] = set()
         for rank, run in enumerate(rows):
             found.status[run.run_id] = run.status
             if retention.outside(rank, run.requested_at) and run.status != s.RUN_RUNNING:
                 found.outside.add(run.run_id)
-            else:
-                keep.add(run.run_id)
         tasks: list[s.TaskRow] = snapshot.rows("tasks")
         for task in tasks:
-            if task.run_id in keep:
-                found.pinned.update(_pinned(task.pinned_inputs))
+            found.pinned.update(_pinned(task.pinned_inputs))
             if task.output_location and task.output_size is not None:
                 found.sizes[task.output_location] = task.output_size
         found.latest.update(_latest(tasks))
