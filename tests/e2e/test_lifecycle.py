@@ -286,3 +286,20 @@ def test_healthy_runs_print_no_warnings(tmp_path: Path) -> None:
     assert retrying.returncode == 0, retrying.stderr
     assert "│ flaky │ succeeded │ 3 " in retrying.stdout
     assert no_warnings(quickstart.stderr + retrying.stderr) == []
+
+
+FAILING = """
+from servo import asset
+
+@asset
+def bad():
+    raise ValueError("bad data")
+"""
+
+
+def test_a_failing_asset_is_reported_once_in_the_summary_not_as_warnings(tmp_path: Path) -> None:
+    defs = write(tmp_path / "failing.py", FAILING)
+    result = run("materialize", "--defs", str(defs), "--home", str(tmp_path / "h"))
+    assert result.returncode == 1
+    assert "bad failed: ValueError: bad data" in result.stdout
+    assert no_warnings(result.stderr) == []
