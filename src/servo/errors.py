@@ -25,6 +25,7 @@ ServoError
 │                               succeed (names the assets and their errors)
 ├── ValueNotFoundError          an asset value that does not exist (never materialized, unknown
 │                               run, or the asset did not succeed in that run)
+├── RunNotFoundError            a run id that this home or catalog does not hold
 └── CatalogError                metadata catalog failures, backend-neutral
     ├── CatalogUnavailableError a transient failure (connection, timeout, lock, open breaker)
     │                           that outlived the catalog's own retries
@@ -159,6 +160,14 @@ class RunFailedError(ServoError):
         self.result = result
         self.run_id = result.run_id
         super().__init__(message)
+
+
+class RunNotFoundError(ServoError):
+    """A run id that the home (or the catalog) does not hold; says how to list runs."""
+
+    def __init__(self, run_id: str, where: str = "this home") -> None:
+        super().__init__(f"no run {run_id!r} in {where}; 'servo runs list' shows the runs")
+        self.run_id = run_id
 
 
 class ValueNotFoundError(ServoError):

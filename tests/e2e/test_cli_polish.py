@@ -264,7 +264,7 @@ def test_tables_fit_80_columns(tmp_path: Path) -> None:
         (("lineage",), "usage", "Missing argument 'ASSET'"),
         (("plan", "--defs", "missing.py"), "definition", "definitions file not found"),
         (("materialize", "zzz", "--home", "h"), "selection", "unknown asset 'zzz'"),
-        (("runs", "show", "NOPE", "--home", "home"), "error", "no run 'NOPE'"),
+        (("runs", "show", "NOPE", "--home", "home"), "run_not_found", "no run 'NOPE'"),
     ],
 )
 def test_json_errors_are_json_on_stdout_with_the_same_exit_code(

@@ -53,14 +53,14 @@ def cancel_run(
     """Cancel a run: stop its running assets and skip what has not started."""
     from servo.engine.ledger import LedgerWriter
     from servo.engine.run_lock import RunLock, home_lock_dir, lock_path
-    from servo.errors import ServoError
+    from servo.errors import RunNotFoundError
     from servo.storage.factory import open_store
 
     settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
     ledger = LedgerWriter(store, tenant, "default")
     if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:
-        raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
+        raise RunNotFoundError(run_id)
     lock = RunLock(lock_path(home_lock_dir(settings.home), tenant, "default", run_id))
     if lock.try_acquire():
         with lock:

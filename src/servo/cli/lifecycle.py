@@ -189,11 +189,11 @@ def _recorded_defs_source(store: ObjectStore, tenant: str, run_id: str) -> str |
     """The run's recorded definitions source; raises when there is no such run."""
     from servo.engine import events as ev
     from servo.engine.ledger import LedgerReader, LedgerWriter
-    from servo.errors import ServoError
+    from servo.errors import RunNotFoundError
 
     path = LedgerWriter(store, tenant, "default").path_for(f"runs/{run_id}/requested")
     if store.head(path) is None:
-        raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
+        raise RunNotFoundError(run_id)
     for event in LedgerReader(store).read(path):
         if isinstance(event.payload, ev.RunRequested):
             return event.payload.defs_source

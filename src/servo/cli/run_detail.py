@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from servo.engine.derive import current_attempts
 from servo.engine.snapshot import Snapshot, SnapshotReader
-from servo.errors import ServoError
+from servo.errors import RunNotFoundError
 from servo.graph.planner import topological_levels
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def detail_from_snapshot(
     if run is None:
         run = snapshot.run(run_id)
         if run is None:
-            raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
+            raise RunNotFoundError(run_id)
         tasks = snapshot.tasks_of(run_id)
     tasks = tasks or []
     by_key = {t.task_key: t for t in tasks}

@@ -200,15 +200,12 @@ def _catalog_runs(settings: Settings, tenant: str) -> list[RunRow]:
 
 def _catalog_run(settings: Settings, tenant: str, run_id: str) -> tuple[RunRow, list[TaskRow]]:
     from servo.catalog import open_catalog
-    from servo.errors import ServoError
+    from servo.errors import RunNotFoundError
 
     with open_catalog(settings) as catalog:
         execution = catalog.executions.get(tenant, run_id)
         if execution is None:
-            raise ServoError(
-                f"no run {run_id!r} in the catalog for tenant {tenant!r}; "
-                "'servo runs list' shows the runs"
-            )
+            raise RunNotFoundError(run_id, f"the catalog for tenant {tenant!r}")
         return run_row(execution), [task_row(t) for t in catalog.executions.tasks(tenant, run_id)]
 
 

@@ -27,7 +27,7 @@ from servo.cli.options import (
 )
 from servo.cli.render import iso_time
 from servo.cli.run_detail import WORKSPACE
-from servo.errors import ServoError
+from servo.errors import RunNotFoundError, ServoError, ValueNotFoundError
 
 if TYPE_CHECKING:
     from servo.config.settings import Settings
@@ -50,7 +50,7 @@ def find_materialization(
 
     snapshot = SnapshotReader(store, tenant, WORKSPACE).load()
     if run_id is not None and snapshot.run(run_id) is None:
-        raise ServoError(f"no run {run_id!r} in this home; 'servo runs list' shows the runs")
+        raise RunNotFoundError(run_id)
     tasks = snapshot.table("tasks")
     of_asset: list[TaskRow] = snapshot.rows(
         "tasks", tasks.filter(pc.equal(tasks.column("asset_key"), asset))
@@ -58,7 +58,7 @@ def find_materialization(
     if run_id is not None:
         of_asset = [t for t in of_asset if t.run_id == run_id]
         if not of_asset:
-            raise ServoError(
+            raise ValueNotFoundError(
                 f"run {run_id} did not include asset {asset!r}; "
                 f"'servo runs show {run_id}' lists its assets"
             )
@@ -66,18 +66,18 @@ def find_materialization(
     if done:
         return max(done, key=lambda t: (t.finished_at or 0, t.run_id))
     if run_id is not None:
-        raise ServoError(
+        raise ValueNotFoundError(
             f"asset {asset!r} was not materialized in run {run_id} (it {of_asset[0].status.lower()}"
             f"); 'servo runs show {run_id} --errors' says why"
         )
     if of_asset:
-        raise ServoError(
+        raise ValueNotFoundError(
             f"asset {asset!r} was never materialized in this home (no run of it succeeded); "
             f"run 'servo materialize {asset}'"
         )
     known = set(pc.unique(tasks.column("asset_key")).to_pylist())
     hint = did_you_mean(asset, known) or f"; run 'servo materialize {asset}'"
-    raise ServoError(f"no asset {asset!r} was ever run in this home{hint}")
+    raise ValueNotFoundError(f"no asset {asset!r} was ever run in this home{hint}")
 
 
 def _load(store: ObjectStore, task: TaskRow, defs: str | None) -> Any:
