@@ -66,4 +66,6 @@ def one_error(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     lines = error_lines(result)
     assert len(lines) == 1, result.stderr
+    logged = [line for line in result.stderr.splitlines() if "[error" in line or "[warn" in line]
+    assert logged == [], result.stderr  # the problem is said once, not logged again
     return lines[0]

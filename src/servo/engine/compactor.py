@@ -44,7 +44,7 @@ from servo.engine.manifest import EMPTY_TABLE, Manifest, ManifestStore, TableFil
 from servo.engine.schema import TABLES, TABLES_BY_NAME
 from servo.engine.snapshot import Snapshot
 from servo.engine.working import WorkingState
-from servo.errors import ManifestConflictError
+from servo.errors import CorruptObjectError, ManifestConflictError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
@@ -271,7 +271,11 @@ class Compactor:
 
     def _failed(self, exc: Exception) -> None:
         COMPACTION_ERRORS.labels(error_type=type(exc).__name__).inc()
-        log.error(
+        # A damaged object is reported to the user by whoever catches the error (one
+        # `error:` line naming the file and `servo doctor --repair`); logging it at
+        # error level too would print it twice.
+        emit = log.info if isinstance(exc, CorruptObjectError) else log.error
+        emit(
             "compaction.failed",
             tenant_id=self.tenant_id,
             workspace_id=self.workspace_id,
