@@ -13,15 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
-
-from servo.engine.derive import current_attempts
-from servo.engine.snapshot import Snapshot, SnapshotReader
 from servo.errors import RunNotFoundError
-from servo.graph.planner import topological_levels
 
+# Engine and Arrow modules are imported where used: every `servo` command imports
+# this module when it starts, and must stay quick to start.
 if TYPE_CHECKING:
     from servo.engine.schema import AttemptRow, DepRow, RunRow, TaskRow
+    from servo.engine.snapshot import Snapshot
     from servo.storage.base import ObjectStore
 
 #: The workspace the CLI's runs live in.
@@ -49,6 +47,8 @@ class RunDetail:
 
 def plan_order(task_keys: list[str], deps: list[DepRow]) -> list[str]:
     """`task_keys` in topological levels of `deps`, sorted within a level."""
+    from servo.graph.planner import topological_levels
+
     names = sorted(task_keys)
     index = {name: i for i, name in enumerate(names)}
     parents: list[list[int]] = [[] for _ in names]
@@ -65,6 +65,10 @@ def plan_order(task_keys: list[str], deps: list[DepRow]) -> list[str]:
 
 def run_attempts(snapshot: Snapshot, run_id: str) -> dict[str, list[AttemptRow]]:
     """The winning attempts of each task of `run_id`, by ascending attempt number."""
+    import pyarrow.compute as pc
+
+    from servo.engine.derive import current_attempts
+
     table = snapshot.table("attempts")
     rows: list[AttemptRow] = snapshot.rows(
         "attempts", table.filter(pc.equal(table.column("run_id"), run_id))
@@ -81,6 +85,8 @@ def run_attempts(snapshot: Snapshot, run_id: str) -> dict[str, list[AttemptRow]]
 
 def run_deps(snapshot: Snapshot, run_id: str) -> list[DepRow]:
     """The dependency edges of `run_id`'s tasks."""
+    import pyarrow.compute as pc
+
     table = snapshot.table("dep_satisfaction")
     found: list[DepRow] = snapshot.rows(
         "dep_satisfaction", table.filter(pc.equal(table.column("run_id"), run_id))
@@ -115,5 +121,7 @@ def load_detail(
     tasks: list[TaskRow] | None = None,
 ) -> RunDetail:
     """`detail_from_snapshot` of the latest published projections of `tenant`."""
+    from servo.engine.snapshot import SnapshotReader
+
     snapshot = SnapshotReader(store, tenant, WORKSPACE).load()
     return detail_from_snapshot(snapshot, run_id, run, tasks)

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow.compute as pc
 import typer
 
 from servo.cli.options import (
@@ -45,6 +44,8 @@ def find_materialization(
     Raises:
         ServoError: the run is unknown, or the asset has no such materialization.
     """
+    import pyarrow.compute as pc
+
     from servo.engine.snapshot import SnapshotReader
     from servo.graph.suggest import did_you_mean
 
