@@ -49,6 +49,18 @@ def test_a_missing_home_is_reported_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "no").exists()
 
 
+def test_a_home_that_was_never_created_is_not_called_healthy(tmp_path: Path) -> None:
+    home = tmp_path / "typo"
+    for args in (("--json",), ("--repair", "--json")):
+        result = run("doctor", "--home", str(home), *args)
+        assert result.returncode == 1, result.stderr
+        [finding] = json.loads(result.stdout)["findings"]
+        assert finding["kind"] == "home_missing" and "--home" in finding["message"]
+    text = run("doctor", "--home", str(home))
+    assert "no Servo home" in text.stdout and "--repair" not in text.stdout
+    assert not home.exists()
+
+
 @pytest.mark.parametrize(
     ("kind", "finding"),
     [

@@ -111,7 +111,10 @@ def _print_report(report: DoctorReport, *, repairing: bool) -> None:
         where = f" [{finding.path}]" if finding.path else ""
         runs_of = f" (runs: {', '.join(finding.run_ids)})" if finding.run_ids else ""
         typer.echo(f"  {finding.kind}: {finding.message}{where}{runs_of}")
-    if not repairing:
+    from servo.maintenance.doctor import FindingKind
+
+    home_kinds = {FindingKind.HOME_MISSING, FindingKind.HOME_UNUSABLE}
+    if not repairing and any(f.kind not in home_kinds for f in report.findings):
         typer.echo(f"run 'servo doctor --home {report.home} --repair' to repair it")
 
 

@@ -55,6 +55,7 @@ class FindingKind(StrEnum):
     """What kind of problem a finding is."""
 
     HOME_UNUSABLE = "home_unusable"
+    HOME_MISSING = "home_missing"
     LEDGER_UNREADABLE = "ledger_unreadable"
     MANIFEST_UNREADABLE = "manifest_unreadable"
     PROJECTION_UNREADABLE = "projection_unreadable"
@@ -168,6 +169,13 @@ def diagnose_home(
     problem = home_problem(home, write=True)
     if problem is not None:
         _add(report.findings, Finding(FindingKind.HOME_UNUSABLE, problem, str(home)))
+        return report
+    if settings.storage.backend == "local" and not home.is_dir():
+        message = (
+            f"there is no Servo home at {home.absolute()}: nothing to check; pass the home "
+            "with --home (or SERVO_HOME), or run 'servo materialize' to create this one"
+        )
+        _add(report.findings, Finding(FindingKind.HOME_MISSING, message, str(home)))
         return report
     for scope in home_scopes(store, tenant_id):
         checked = check_scope(store, scope)

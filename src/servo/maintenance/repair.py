@@ -126,6 +126,9 @@ def repair_home(
     if any(f.kind == FindingKind.HOME_UNUSABLE for f in report.findings):
         result.notes.append("the home itself cannot be used: fix it first (see the finding)")
         return result
+    if any(f.kind == FindingKind.HOME_MISSING for f in report.findings):
+        result.notes.append("there is no home to repair (see the finding)")
+        return result
     for check in report.scopes:
         if _repair_scope(store, check, quarantine, result):
             log.info("doctor.projections_rebuilt", tenant_id=check.scope[0], scope=check.scope)
