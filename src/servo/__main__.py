@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from servo.cli.main import main
+from servo.cli.main import run
 
-raise SystemExit(main())
+run()

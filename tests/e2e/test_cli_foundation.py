@@ -200,3 +200,16 @@ def test_config_sets_logging(tmp_path: Path) -> None:
     result = run("--config", str(config), "plan", "--json", "--defs", str(QUICKSTART))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["assets"] == 5
+
+
+def test_the_script_flushes_its_output_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    """`servo` ends with os._exit after flushing (Arrow threads may abort a normal
+    interpreter teardown): piped output must be complete and the code unchanged."""
+    code = "import sys; sys.argv[0] = 'servo'; from servo.cli.main import run; run()"
+    cases = ((["runs", "show", "NOPE", "--home", str(tmp_path), "--json"], 2), (["--version"], 0))
+    for args, expected in cases:
+        result = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == expected, result.stderr
+        assert result.stdout.rstrip().endswith(("}", servo.__version__))

@@ -13,11 +13,13 @@ line the same errors are one JSON document on stdout instead,
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -128,8 +130,27 @@ def _fail(message: str, kind: str, as_json: bool, code: int = EXIT_USAGE) -> int
     return code
 
 
+def run() -> NoReturn:
+    """The ``servo`` script (and ``python -m servo``): run `main`, then exit at once.
+
+    Once the command is done and its output flushed, the process ends with
+    ``os._exit``: Arrow's native thread pools can abort the interpreter while it
+    finalizes ("terminate called without an active exception", exit -6) after the
+    command already succeeded. Everything Servo records is written (and closed) by
+    then; only interpreter teardown is skipped.
+    """
+    import logging
+
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe must not change the code
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (the ``servo`` script's entry point)."""
+    """Run the command line; return the exit code (`run` exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     try:
