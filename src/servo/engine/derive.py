@@ -5,9 +5,11 @@ resolutions, its retry timers and its run's cancel request — never of the orde
 which those facts arrived. This is what makes the fold order-insensitive.
 
 Rules (ADR 0003):
-- The *current attempt* is the highest attempt number with a dispatch fact. When
-  several attempt_ids claim one number, the dispatch that sorts first by
-  `(dispatch_at, dispatch_event_id)` wins; the others are stale.
+- The *current attempt* is the first attempt that succeeded, else the highest attempt
+  number with a dispatch fact: a dispatch after a success is stale, so an edge once
+  satisfied is never withdrawn. When several attempt_ids claim one number, the
+  dispatch that sorts first by `(dispatch_at, dispatch_event_id)` wins; the others
+  are stale.
 - An attempt ends with its terminal fact that sorts first by `(end_at, end_event_id)`.
 - No attempt yet: CANCELLED if the run was cancelled; SKIPPED (or CANCELLED) when an
   edge resolved FAILED/SKIPPED (or CANCELLED); READY when every edge is satisfied
@@ -109,7 +111,10 @@ def derive_task(
     if not winners:
         return _before_first_attempt(deps, satisfied, run_requested_at, cancel_requested_at)
 
-    current = winners[max(winners)]
+    succeeded = [a for a in winners.values() if a.end_event_id and a.outcome == "succeeded"]
+    # Once an attempt succeeded the task has succeeded: a later dispatch of it is stale
+    # and can never withdraw a satisfied edge (satisfaction is monotone).
+    current = min(succeeded, key=lambda a: a.attempt) if succeeded else winners[max(winners)]
     beats = [t for t in (current.started_at, current.heartbeat_at) if t is not None]
     base = TaskState(
         s.RUNNING if current.started_at is not None else s.DISPATCHED,

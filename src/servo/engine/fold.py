@@ -363,7 +363,10 @@ class EngineState:
             if row.enqueued_at is None or at < row.enqueued_at:
                 row.enqueued_at, changed = at, True
         elif isinstance(payload, ev.TaskStarted):
-            if row.started_at is None or at < row.started_at:
+            # Earliest start wins; a tie (two workers, one microsecond) goes to the
+            # smaller worker id, so no order of arrival can change the result.
+            started = (at, payload.worker_id)
+            if row.started_at is None or started < (row.started_at, row.worker_id or ""):
                 row.started_at, row.worker_id, changed = at, payload.worker_id, True
             if row.heartbeat_at is None or at > row.heartbeat_at:
                 row.heartbeat_at, changed = at, True
@@ -429,9 +432,12 @@ class EngineState:
         """One outbox row per winning dispatch of the task's attempts."""
         tid = (task.run_id, task.task_key)
         outbox = self.tables["dispatch_outbox"]
-        for number, attempt in current_attempts(self._attempts_of.get(tid, ())).items():
+        winners = current_attempts(self._attempts_of.get(tid, ()))
+        # A dispatch after the task succeeded is stale: never to be sent.
+        done_at = task.attempt if task.status == s.SUCCEEDED else None
+        for number, attempt in winners.items():
             did = dispatch_id(self.tenant_id, self.workspace_id, task.run_id, task.task_key, number)
-            if attempt.end_event_id is not None:
+            if attempt.end_event_id is not None or (done_at is not None and number > done_at):
                 status = s.OUTBOX_COMPLETED
             elif attempt.enqueued_at is not None:
                 status = s.OUTBOX_ENQUEUED
