@@ -295,13 +295,16 @@ class LocalPoolDispatcher:
             future.cancel()  # only succeeds for work no worker has taken
 
     def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
-        with ENQUEUE_SECONDS.time(), self._lock:
-            if request.cloud_task_id in self._seen:
-                ENQUEUED.labels(EnqueueOutcome.ALREADY_EXISTS.value).inc()
-                return EnqueueOutcome.ALREADY_EXISTS
-            self._seen.add(request.cloud_task_id)
-            self._pending += 1
+        with ENQUEUE_SECONDS.time():
+            with self._lock:
+                if request.cloud_task_id in self._seen:
+                    ENQUEUED.labels(EnqueueOutcome.ALREADY_EXISTS.value).inc()
+                    return EnqueueOutcome.ALREADY_EXISTS
+                self._seen.add(request.cloud_task_id)
+                self._pending += 1
             QUEUE_DEPTH.inc()
+            # No lock is held from here: a future that is already done runs its
+            # completion callback inline, and that callback takes the lock.
             if self._threads is not None:
                 self._threads.submit(request, lambda result: self._finished(request, result))
             else:
@@ -315,7 +318,9 @@ class LocalPoolDispatcher:
             try:
                 future = self._processes.submit(_execute_in_process, request)
             except BrokenProcessPool:
-                self._restart_processes()
+                with self._lock:  # a completion callback may be restarting it too
+                    if _is_broken(self._processes):
+                        self._restart_processes()
                 future = self._processes.submit(_execute_in_process, request)
         with self._futures_lock:
             self._futures[request.attempt_id] = future
