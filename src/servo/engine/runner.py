@@ -448,6 +448,10 @@ class EmbeddedRunner:
             try:
                 item = self._reports.get(block=block, timeout=timeout if block else None)
             except queue.Empty:
+                # The queue was empty just now: every report put before this instant
+                # is taken, so the state is fresh up to here. After a partial drain
+                # (a backlog) it is not, and timers must not act as if it were.
+                self._drained_at = max(self._drained_at, self._clock())
                 break
             block = False
             if isinstance(item, _Events):
@@ -460,7 +464,6 @@ class EmbeddedRunner:
                 unwritten.extend(self._runtime_failed(item.request, item.result))
             else:
                 written.extend(item.result.events)
-        self._drained_at = self._clock()
         self._fold(written)
         self._append(unwritten)
         for event in unwritten:
