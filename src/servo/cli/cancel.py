@@ -29,6 +29,7 @@ import typer
 
 from servo.cli._session import catalog_configured, configure, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
+from servo.cli.run_detail import WORKSPACE
 
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
@@ -58,10 +59,10 @@ def cancel_run(
 
     settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
-    ledger = LedgerWriter(store, tenant, "default")
+    ledger = LedgerWriter(store, tenant, WORKSPACE)
     if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:
         raise RunNotFoundError(run_id)
-    lock = RunLock(lock_path(home_lock_dir(settings.home), tenant, "default", run_id))
+    lock = RunLock(lock_path(home_lock_dir(settings.home), tenant, WORKSPACE, run_id))
     if lock.try_acquire():
         with lock:
             done = _cancel_idle(settings, store, tenant, run_id, reason)
@@ -90,7 +91,7 @@ def _cancel_idle(
             from servo.catalog.projector import CatalogProjector
 
             listeners.append(CatalogProjector(catalog, store, tenant))
-        return cancel_idle_run(store, tenant, "default", run_id, reason=reason, listeners=listeners)
+        return cancel_idle_run(store, tenant, WORKSPACE, run_id, reason=reason, listeners=listeners)
     finally:
         if catalog is not None:
             catalog.close()
@@ -121,7 +122,7 @@ def _request_from_live(
     from servo.engine.ledger import LedgerReader
     from servo.engine.runner import cancel_path, request_cancel
 
-    compactor = Compactor(store, tenant, "default")
+    compactor = Compactor(store, tenant, WORKSPACE)
     run = compactor.state.run(run_id)
     if run is not None and run.status != "RUNNING":
         return run.status, "finished"

@@ -35,6 +35,7 @@ from servo.cli.options import (
     TenantOption,
     state_of,
 )
+from servo.cli.run_detail import WORKSPACE
 from servo.errors import ServoError
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ CatalogOption = Annotated[
         help="Read the catalog (what the last materialize registered), not the definitions.",
     ),
 ]
-#: The workspace whose projection checkpoint dates a catalog answer.
-WORKSPACE = "default"
 
 
 @dataclass(frozen=True, slots=True)

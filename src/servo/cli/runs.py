@@ -38,6 +38,7 @@ from servo.cli.options import (
     TenantOption,
     state_of,
 )
+from servo.cli.run_detail import WORKSPACE
 
 if TYPE_CHECKING:
     from servo.catalog.run_records import Execution, ExecutionTask
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 EXIT_RUN_FAILED = 1
 
 runs_app = typer.Typer(help="Runs recorded in the Servo home.", no_args_is_help=True)
-_state = state_of
 
 
 def run_row(execution: Execution) -> RunRow:
@@ -164,7 +164,7 @@ def materialize(
     from servo.sdk.loader import load_definitions
     from servo.storage.home import check_home
 
-    settings = with_home(configure(_state(ctx)), home)
+    settings = with_home(configure(state_of(ctx)), home)
     check_home(settings.home, write=True)
     definitions = load_definitions(resolve_target(defs))
     request = RunRequest(
@@ -220,7 +220,7 @@ def list_runs(
     """List the runs of the tenant, newest first (from the catalog when configured)."""
     from servo.cli import render_runs
 
-    settings = with_home(configure(_state(ctx)), home)
+    settings = with_home(configure(state_of(ctx)), home)
     if catalog_configured(settings):
         source, runs = "catalog", _catalog_runs(settings, tenant)
     else:
@@ -230,7 +230,7 @@ def list_runs(
         store = open_store(settings.storage, settings.home)
         source = "projections"
         runs = sorted(
-            SnapshotReader(store, tenant, "default").load().runs(),
+            SnapshotReader(store, tenant, WORKSPACE).load().runs(),
             key=lambda r: r.requested_at,
             reverse=True,
         )
