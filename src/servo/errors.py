@@ -121,6 +121,11 @@ class ManifestConflictError(EngineError):
     """Another compactor published the manifest generation first."""
 
 
+class LedgerWriteError(EngineError):
+    """Events could not be written to the ledger: the run stopped, nothing unwritten
+    was published or acted on, and resuming the run once the store is fixed is safe."""
+
+
 class RunBusyError(EngineError):
     """Another live process drives the run (it holds the run's lock); names the run."""
 

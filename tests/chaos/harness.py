@@ -54,7 +54,7 @@ from servo.engine import events as ev
 from servo.engine.fold import EngineState
 from servo.engine.ids import run_id_for_key
 from servo.engine.ledger import LedgerReader, ledger_prefix
-from servo.engine.recovery import unfolded_ledger_paths
+from servo.engine.replay import ledger_paths
 from servo.engine.schema import TABLES_BY_NAME, AttemptRow, TaskRow
 from servo.engine.snapshot import Snapshot, SnapshotReader
 from servo.sdk.io import read_value
@@ -540,9 +540,7 @@ class ChaosTrial:
 
     def replay(self) -> tuple[EngineState, int, int]:
         """Fold EVERY ledger object into a fresh state: (state, events, stale rejected)."""
-        paths = unfolded_ledger_paths(
-            self.store, TENANT, WORKSPACE, has_run=lambda _: False, watermark=None
-        )
+        paths = ledger_paths(self.store, TENANT, WORKSPACE)
         events = LedgerReader(self.store).read_many(paths)
         state = EngineState(TENANT, WORKSPACE)
         return state, len(events), state.apply(events).stale_rejected

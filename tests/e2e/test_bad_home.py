@@ -101,8 +101,9 @@ def test_damaged_engine_files_without_a_catalog(
     broken = break_home(home, kind)
     failing = []
     if kind != "ledger":  # the reading commands never read the ledger
-        failing += [("runs", "list", "--home", str(home))]
-    failing += [commands(home, base[1])[0]]  # materialize
+        failing += [("runs", "list", "--home", str(home)), commands(home, base[1])[0]]
+    else:  # recovery reads only batches the manifest has not folded: not this one
+        assert run(*commands(home, base[1])[0]).returncode == 0
     for args in failing:
         line = one_error(run(*args))
         assert str(broken) in line and "servo doctor --repair" in line

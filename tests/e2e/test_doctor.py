@@ -79,9 +79,10 @@ def test_break_repair_and_lose_nothing(
     broken = break_home(home, kind)
     damaged_bytes = broken.read_bytes()
 
-    line = one_error(run("materialize", "--defs", str(QUICKSTART), "--home", str(home)))
-    assert str(broken) in line
-    assert "servo doctor" in line and "--repair" in line
+    if kind != "ledger":  # a folded batch is not read again: doctor finds it
+        line = one_error(run("materialize", "--defs", str(QUICKSTART), "--home", str(home)))
+        assert str(broken) in line
+        assert "servo doctor" in line and "--repair" in line
 
     checked = run("doctor", "--home", str(home), "--json")
     assert checked.returncode == 1, checked.stderr

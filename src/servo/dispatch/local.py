@@ -55,7 +55,8 @@ log = get_logger(__name__)
 
 PoolMode = Literal["thread", "process"]
 DoneCallback = Callable[[TaskRequest, TaskReport | BaseException], None]
-EventsCallback = Callable[[list[Event]], None]
+#: Called with events a worker process wrote to the ledger and the paths it wrote.
+EventsCallback = Callable[[list[Event], list[str]], None]
 
 QUEUE_DEPTH = metrics.gauge("servo_queue_depth", "Dispatched attempts not yet finished.")
 ENQUEUE_SECONDS = metrics.histogram(
@@ -95,7 +96,7 @@ class _NotifyingLedgerSink(LedgerSink):
 
     def emit(self, event: Event) -> str:
         path = super().emit(event)
-        self._notify.put([event])
+        self._notify.put(([event], [path]))
         return path
 
 
@@ -264,9 +265,9 @@ class LocalPoolDispatcher:
 
     def _forward(self) -> None:
         try:
-            while (events := self._notify.get()) is not None:
+            while (written := self._notify.get()) is not None:
                 if self._on_events is not None:
-                    self._on_events(events)
+                    self._on_events(*written)
         except (EOFError, OSError):  # the manager is gone: the dispatcher is closing
             return
 

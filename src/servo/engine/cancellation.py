@@ -28,7 +28,6 @@ from servo.engine.compactor import Compactor
 from servo.engine.controllers.timers import abandon_cancelled
 from servo.engine.ids import now_us
 from servo.engine.ledger import LedgerReader, LedgerWriter
-from servo.engine.recovery import unfolded_ledger_paths
 from servo.engine.runner import PublishListener, cancel_path, request_cancel
 from servo.errors import EngineError
 from servo.observability.logging import get_logger
@@ -118,17 +117,6 @@ def cancel_idle_run(
 def _fold_unfolded(
     store: ObjectStore, compactor: Compactor, tenant_id: str, workspace_id: str
 ) -> None:
-    state = compactor.state
-    manifest = compactor.manifest
-    paths = unfolded_ledger_paths(
-        store,
-        tenant_id,
-        workspace_id,
-        has_run=lambda run_id: state.run(run_id) is not None,
-        has_cancel=lambda run_id: (
-            (run := state.run(run_id)) is not None and run.cancel_requested_at is not None
-        ),
-        watermark=None if manifest is None else manifest.last_processed_at,
-    )
+    paths = compactor.unfolded_paths()
     if paths:
-        compactor.fold(LedgerReader(store).read_many(paths))
+        compactor.fold(LedgerReader(store).read_many(paths), paths=paths)

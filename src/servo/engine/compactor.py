@@ -17,8 +17,16 @@ Invariants (SPEC §4; design in docs/adr/0004-manifest-cas-and-compaction.md):
 - **No listing.** It reads the ledger paths it is given and the files a manifest names.
 - **Orphans.** Files of an attempt that lost or crashed before publishing are named
   by no manifest: invisible to readers, collectable by an admin tool.
-- **Watermark.** ``last_processed_at = max(previous, taken_at)``, `taken_at` being when
-  the batch left the inbox: every event notified before it is folded.
+- **Watermark.** ``last_processed_at = max(previous, min(taken_at, newest))``:
+  `taken_at` is when the batch left the inbox (every event notified before it is
+  folded) and `newest` the newest folded event's time, so it never passes the
+  newest folded event. A previous watermark ahead of this compactor's clock was set
+  by a clock that ran ahead: it is not kept (the watermark comes back as soon as
+  the clock is right; a lower watermark only makes timers wait).
+- **Acknowledged batches.** A caller names the numbered ledger batches whose events
+  it folded (`fold(..., paths=)`, `acknowledge`); a manifest's ``ledger_through`` is
+  the longest gap-free run of them, which is where recovery starts probing
+  (ADR 0012). Acknowledging a batch whose events are not folded would lose them.
 
 `fold` applies events to the in-memory `EngineState` (the embedded runner may read it,
 ahead of the projections) and remembers them with the rows they changed; `publish`
@@ -39,8 +47,9 @@ from servo.engine.events import Event
 from servo.engine.fold import EngineState, FoldStats
 from servo.engine.ids import new_ulid, now_us
 from servo.engine.layout import GenerationWriter
-from servo.engine.ledger import LedgerReader
+from servo.engine.ledger import LedgerReader, batch_seq
 from servo.engine.manifest import EMPTY_TABLE, Manifest, ManifestStore, TableFiles
+from servo.engine.recovery import unfolded_ledger_paths
 from servo.engine.schema import TABLES, TABLES_BY_NAME
 from servo.engine.snapshot import Snapshot
 from servo.engine.working import WorkingState
@@ -178,8 +187,13 @@ class Compactor:
             self._work.state()
             return Snapshot(self._store, self._work.manifest)
 
-    def fold(self, events: Iterable[Event]) -> FoldStats:
+    def fold(self, events: Iterable[Event], *, paths: Sequence[str] = ()) -> FoldStats:
         """Fold `events` into the in-memory state; `publish` makes them visible.
+
+        Args:
+            events: the events.
+            paths: ledger objects whose events are all among `events` (acknowledged
+                once the fold succeeds).
 
         Raises:
             EngineError: an event of another tenant/workspace (the batch is dropped).
@@ -191,9 +205,42 @@ class Compactor:
             except BaseException as exc:
                 self._abandon(exc)
                 raise
+            self._acknowledge(paths)
             EVENTS_FOLDED.inc(stats.events)
             STALE_REJECTED.inc(stats.stale_rejected)
             return stats
+
+    def unfolded_paths(self) -> list[str]:
+        """Ledger objects the folded state may lack (`servo.engine.recovery`): fold
+        them with ``fold(events, paths=...)`` so they count as acknowledged."""
+        with self._lock:
+            state = self._work.state()
+            return unfolded_ledger_paths(
+                self._store,
+                self.tenant_id,
+                self.workspace_id,
+                has_run=lambda run_id: state.run(run_id) is not None,
+                has_cancel=lambda run_id: (
+                    (run := state.run(run_id)) is not None and run.cancel_requested_at is not None
+                ),
+                manifest=self._work.manifest,
+                skip=frozenset(self._work.acked),
+            )
+
+    def acknowledge(self, paths: Sequence[str]) -> None:
+        """Record that the events of the ledger objects `paths` are folded already
+        (a writer that folds its events before writing them names the batch after)."""
+        with self._lock:
+            self._acknowledge(paths)
+
+    def forget(self, events: Sequence[Event]) -> None:
+        """Drop folded events that could not be written to the ledger.
+
+        The state is reloaded from the last manifest and the other pending events are
+        folded again, so nothing derived from the dropped events is published.
+        """
+        with self._lock:
+            self._work.forget({e.event_id for e in events})
 
     def publish(self, *, taken_at: int | None = None) -> CompactionResult:
         """Publish what was folded since the last publish as the next generation.
@@ -221,17 +268,22 @@ class Compactor:
             ManifestConflictError: lost the race more than `max_conflict_retries` times.
         """
         taken = self._clock() if taken_at is None else taken_at
-        return self.compact_events(self._read(paths), taken_at=taken)
+        return self.compact_events(self._read(paths), taken_at=taken, paths=paths)
 
     def compact_events(
-        self, events: Iterable[Event], *, taken_at: int | None = None
+        self,
+        events: Iterable[Event],
+        *,
+        taken_at: int | None = None,
+        paths: Sequence[str] = (),
     ) -> CompactionResult:
-        """`fold` then `publish`, for events the caller already holds."""
+        """`fold` then `publish`, for events the caller already holds (the events of
+        the ledger objects `paths`, if given)."""
         batch = list(events)
         taken = self._clock() if taken_at is None else taken_at
 
         def run() -> CompactionResult:
-            self.fold(batch)
+            self.fold(batch, paths=paths)
             return self._with_retries(lambda c: self._publish_pending(taken, c))
 
         return self._timed(run)
@@ -243,7 +295,10 @@ class Compactor:
         folded but not yet published are folded in as well.
         """
         taken = self._clock() if taken_at is None else taken_at
-        return self.rebuild_events(self._read(paths), taken_at=taken)
+        batch = self._read(paths)
+        with self._lock:
+            self._acknowledge(paths)
+        return self.rebuild_events(batch, taken_at=taken)
 
     def rebuild_events(
         self, events: Iterable[Event], *, taken_at: int | None = None
@@ -268,6 +323,18 @@ class Compactor:
         except Exception as exc:
             self._failed(exc)
             raise
+
+    def _acknowledge(self, paths: Sequence[str]) -> None:
+        self._work.acked.update(seq for path in paths if (seq := batch_seq(path)) is not None)
+
+    def _watermark(self, previous: Manifest | None, taken_at: int) -> int:
+        """The next watermark: monotonic, but never past the newest folded event, nor
+        trusting a previous watermark that is ahead of this compactor's clock."""
+        kept = 0 if previous is None else previous.last_processed_at
+        if kept > self._clock():
+            kept = 0  # set by a clock that ran ahead: start again from the events
+        newest = max(self._work.newest_event_at(), kept)
+        return max(kept, min(taken_at, newest))
 
     def _failed(self, exc: Exception) -> None:
         COMPACTION_ERRORS.labels(error_type=type(exc).__name__).inc()
@@ -327,9 +394,13 @@ class Compactor:
         work = self._work
         work.state()
         previous = work.manifest
-        watermark = taken_at if previous is None else max(previous.last_processed_at, taken_at)
+        watermark = self._watermark(previous, taken_at)
+        through = work.ledger_through()
         events, stale = len(work.events), work.stale
-        moved = previous is None or watermark != previous.last_processed_at
+        moved = previous is None or (watermark, through) != (
+            previous.last_processed_at,
+            previous.ledger_through,
+        )
         if previous is not None and not (moved or work.has_changes):  # a pure redelivery
             work.published(previous)
             return CompactionResult(previous, events, stale, (), 0, conflicts, published=False)
@@ -341,29 +412,35 @@ class Compactor:
                 current = tables.get(spec.name, EMPTY_TABLE)
                 tables[spec.name] = writer.add_delta(spec, current, rows, self.max_l0_files)
         folded = (0 if previous is None else previous.events_folded) + events
-        work.published(self._commit(tables, watermark, folded))
+        work.published(self._commit(tables, watermark, folded, through))
         return self._result(events, stale, writer, conflicts)
 
     def _rebuild(self, batch: list[Event], taken_at: int, conflicts: int) -> CompactionResult:
         work = self._work
         if not work.loaded:
-            work.manifest = self.manifests.latest()  # the generation and watermark to extend
-        previous = work.manifest
+            work.manifest = self.manifests.latest()  # the generation to extend
         state = EngineState(self.tenant_id, self.workspace_id)
-        stats = state.apply([*work.events, *batch])
+        folded = [*work.events, *batch]
+        stats = state.apply(folded)
         writer = GenerationWriter(self._store, self._tables_prefix, self._next_generation())
         tables = {
             name: writer.add_base(TABLES_BY_NAME[name], rows)
             for name, rows in state.take_changes().items()
             if rows
         }
-        watermark = taken_at if previous is None else max(previous.last_processed_at, taken_at)
-        work.replace(state, self._commit(tables, watermark, stats.events))
+        newest = max((e.emitted_at for e in folded), default=0)
+        watermark = min(taken_at, newest)
+        through = 0  # a rebuild claims only the batches it was given
+        while through + 1 in work.acked:
+            through += 1
+        work.replace(state, self._commit(tables, watermark, stats.events, through))
         EVENTS_FOLDED.inc(len(batch))
         STALE_REJECTED.inc(stats.stale_rejected)
         return self._result(len(batch), stats.stale_rejected, writer, conflicts)
 
-    def _commit(self, tables: dict[str, TableFiles], watermark: int, folded: int) -> Manifest:
+    def _commit(
+        self, tables: dict[str, TableFiles], watermark: int, folded: int, through: int
+    ) -> Manifest:
         """Publish the next generation naming `tables`."""
         manifest = Manifest(
             generation=self._next_generation(),
@@ -374,6 +451,7 @@ class Compactor:
             events_folded=folded,
             published_at=self._clock(),
             writer_id=self.writer_id,
+            ledger_through=through,
         )
         self._publish(manifest)
         for name, files in manifest.tables.items():

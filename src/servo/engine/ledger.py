@@ -7,8 +7,14 @@ Invariants (SPEC §4):
 - **Scoped paths.** Every object lives under ``ledger/{tenant}/{workspace}/``;
   tenant and workspace ids match ``^[A-Za-z0-9_-]{1,64}$`` so they can never escape
   their prefix.
-- **Batches** (`LedgerWriter.append`) go to ``.../batches/{new ulid}.json``: one
-  object per call, so a writer never contends with another.
+- **Batches** (`LedgerWriter.append`) go to ``.../batches/{seq:020d}.json``: one
+  object per call, numbered by a per-workspace sequence that no clock influences.
+  A writer claims the next number with a create-only write, so the numbers in use
+  are always exactly ``1..N`` (number n is created only by a writer that saw n-1)
+  and a reader finds every batch past a known n by probing n+1, n+2, ... with
+  `head` until one is absent — how recovery finds committed batches that were never
+  folded (ADR 0012). Two writers that race for a number cost one retry each.
+  Batches of older homes are named ``{ulid}.json``; `batch_seq` tells them apart.
 - **Deterministic paths** (`LedgerWriter.append_at`) are for facts that must exist
   at most once, such as ``runs/{run_id}/requested``: the first writer wins and later
   writers read the winner with `LedgerReader.read`.
@@ -32,7 +38,6 @@ from collections.abc import Callable, Sequence
 
 from servo.engine.damage import corrupt_object
 from servo.engine.events import Event, decode_events, encode_events
-from servo.engine.ids import new_ulid
 from servo.errors import (
     EngineError,
     EventDecodeError,
@@ -58,12 +63,18 @@ WRITE_DURATION = metrics.histogram(
 WRITE_ERRORS = metrics.counter(
     "servo_ledger_write_errors_total", "Failed ledger write attempts.", ["error_type"]
 )
+SEQ_CONFLICTS = metrics.counter(
+    "servo_ledger_seq_conflicts_total",
+    "Batch numbers another writer took first (each costs one retry).",
+)
 INBOX_DEPTH = metrics.gauge(
     "servo_compaction_inbox_depth", "Ledger paths waiting in the in-process compaction inbox."
 )
 
 _SCOPE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SUFFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_.:=-]{1,200}$")
+#: Digits of a batch sequence number in its object name.
+_SEQ_DIGITS = 20
 
 #: Attempts for one write when the store reports a transient error.
 WRITE_ATTEMPTS = 3
@@ -88,6 +99,37 @@ def validate_scope_id(kind: str, value: str) -> str:
             f"invalid {kind} {value!r}: use 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'"
         )
     return value
+
+
+def batch_path(prefix: str, seq: int) -> str:
+    """The path of batch `seq` (>= 1) under the ledger `prefix`."""
+    return f"{prefix}batches/{seq:0{_SEQ_DIGITS}d}.json"
+
+
+def batch_seq(path: str) -> int | None:
+    """The sequence number of a batch path, or None (not a numbered batch)."""
+    name = path.rpartition("/")[2]
+    digits = name.removesuffix(".json")
+    if len(digits) != _SEQ_DIGITS or not digits.isdigit() or "/batches/" not in path:
+        return None
+    return int(digits)
+
+
+def first_absent_seq(store: ObjectStore, prefix: str, known: int = 0) -> int:
+    """The first batch number absent under `prefix`, given that batches ``1..known``
+    exist: exponential steps, then binary search, O(log n) `head` calls."""
+    step = 1
+    while store.head(batch_path(prefix, known + step)) is not None:
+        known += step
+        step *= 2
+    low, high = known, known + step  # `low` exists (or is 0); `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if store.head(batch_path(prefix, middle)) is not None:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def ledger_prefix(tenant_id: str, workspace_id: str) -> str:
@@ -188,6 +230,9 @@ class LedgerWriter:
         self._notify = notify
         self._sleep = sleep
         self._reader = LedgerReader(store)
+        # Batch numbers below this one are known to exist; 0 until the first append.
+        self._next_seq = 0
+        self._seq_lock = threading.Lock()
 
     def path_for(self, path_suffix: str) -> str:
         """The full ledger path of a deterministic suffix such as ``runs/r_1/requested``.
@@ -220,8 +265,18 @@ class LedgerWriter:
         if not events:
             raise EngineError("append needs at least one event")
         self._check_scope(events)
-        path = f"{self.prefix}batches/{new_ulid()}.json"
-        self._write(path, encode_events(events), events)
+        data = encode_events(events)
+        with self._seq_lock:  # one batch at a time per writer: its numbers have no gaps
+            seq = self._next_seq or first_absent_seq(self._store, self.prefix)
+            while True:
+                path = batch_path(self.prefix, seq)
+                try:
+                    self._write(path, data, events)
+                    break
+                except ObjectExistsError:  # another writer took this number
+                    SEQ_CONFLICTS.inc()
+                    seq = first_absent_seq(self._store, self.prefix, seq)
+            self._next_seq = seq + 1
         if self._notify is not None:
             self._notify([path])
         return path

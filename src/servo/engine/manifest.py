@@ -46,8 +46,10 @@ from servo.storage.base import ObjectStore
 
 log = get_logger(__name__)
 
-#: Version of the manifest JSON document.
-MANIFEST_FORMAT = 1
+#: Version of the manifest JSON document written; format 1 (no `ledger_through`,
+#: ledger batches named by ULID) is still read.
+MANIFEST_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,12 @@ class Manifest:
         workspace_id: workspace the projections belong to.
         tables: files per table name; a missing table is empty.
         last_processed_at: watermark (epoch µs): every event notified to the
-            compactor before this instant is folded into this generation.
+            compactor before this instant is folded into this generation. It never
+            passes the newest folded event's time nor the publisher's clock.
+        ledger_through: every numbered ledger batch ``1..ledger_through`` is folded
+            into this generation (recovery probes from the next one; ADR 0012).
+        format: the document format it was read from (1: written before numbered
+            batches, so recovery must also look for batches named by ULID).
         events_folded: events folded over the whole history (duplicates included).
         published_at: epoch µs when the writer published this generation.
         writer_id: id of the compactor that published it.
@@ -95,6 +102,8 @@ class Manifest:
     events_folded: int = 0
     published_at: int = 0
     writer_id: str = ""
+    ledger_through: int = 0
+    format: int = MANIFEST_FORMAT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
@@ -108,6 +117,7 @@ class Manifest:
         doc = {
             "format": MANIFEST_FORMAT,
             "generation": self.generation,
+            "ledger_through": self.ledger_through,
             "tenant_id": self.tenant_id,
             "workspace_id": self.workspace_id,
             "last_processed_at": self.last_processed_at,
@@ -130,10 +140,10 @@ class Manifest:
         """
         try:
             doc: dict[str, Any] = json.loads(data)
-            if doc.get("format") != MANIFEST_FORMAT:
+            if doc.get("format") not in _READABLE_FORMATS:
                 raise EngineError(
                     f"{source}: manifest format {doc.get('format')!r} is not supported "
-                    f"(this Servo reads {MANIFEST_FORMAT})"
+                    "(this Servo reads formats 1 and 2)"
                 )
             tables = {
                 name: TableFiles(base=t["base"], deltas=tuple(t["deltas"]))
@@ -148,6 +158,8 @@ class Manifest:
                 events_folded=int(doc["events_folded"]),
                 published_at=int(doc["published_at"]),
                 writer_id=str(doc["writer_id"]),
+                ledger_through=int(doc.get("ledger_through", 0)),
+                format=int(doc["format"]),
             )
         except EngineError:
             raise

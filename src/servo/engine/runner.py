@@ -57,11 +57,11 @@ from servo.engine.derive import reusable_attempt_ids
 from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
-from servo.engine.recovery import FINDINGS, unfolded_ledger_paths
+from servo.engine.recovery import FINDINGS
 from servo.engine.run_lock import RunLock, lock_path
 from servo.engine.snapshot import Snapshot
 from servo.engine.timer_wheel import TimerWheel
-from servo.errors import EngineError, ObjectNotFoundError
+from servo.errors import EngineError, LedgerWriteError, ObjectNotFoundError, StorageError
 from servo.graph import select
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -81,6 +81,10 @@ TaskId = tuple[str, str]
 LISTENER_ERRORS = metrics.counter(
     "servo_publish_listener_errors_total", "Publish listeners that raised.", ["error_type"]
 )
+WRITE_HALTS = metrics.counter(
+    "servo_runner_ledger_write_halts_total",
+    "Runs stopped because their events could not be written to the ledger.",
+)
 RETRIES = metrics.counter(
     "servo_task_retries_total", "Attempts that failed and will be retried.", ["error_type"]
 )
@@ -97,10 +101,12 @@ _MAX_PUBLISH_DELAY = 5
 
 @dataclass(frozen=True, slots=True)
 class _Events:
-    """Events of running attempts; `written` when a worker process wrote them already."""
+    """Events of running attempts; `written` when a worker process wrote them already
+    (to the ledger objects `paths`)."""
 
     events: list[ev.Event]
     written: bool
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +222,9 @@ class EmbeddedRunner:
             concurrency=options.concurrency,
             mode=options.pool,
             process_spec=options.process_spec,
-            on_events=lambda events: self._reports.put(_Events(events, written=True)),
+            on_events=lambda events, paths: self._reports.put(
+                _Events(events, written=True, paths=tuple(paths))
+            ),
         )
         self._wheel = TimerWheel()
         self._inflight: set[str] = set()
@@ -232,6 +240,7 @@ class EmbeddedRunner:
         self._stop_deadline: float | None = None
         self._interrupted = False
         self._left_running = 0
+        self._write_failed: LedgerWriteError | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -401,7 +410,7 @@ class EmbeddedRunner:
         at once (their grace period has passed; a resume redelivers them).
         """
         try:
-            if self._recovered:
+            if self._recovered and self._write_failed is None:
                 self._publish(force=True)
         finally:
             self._dispatcher.close(0.0 if self._left_running else None)
@@ -416,9 +425,10 @@ class EmbeddedRunner:
     def _scope(self) -> dict[str, str]:
         return {"tenant_id": self.options.tenant_id, "workspace_id": self.options.workspace_id}
 
-    def _fold(self, events: list[ev.Event]) -> None:
+    def _fold(self, events: list[ev.Event], paths: list[str] | None = None) -> None:
+        """Fold events that are in the ledger already (in the objects `paths`)."""
         if events:
-            self.compactor.fold(events)
+            self.compactor.fold(events, paths=paths or ())
 
     def _append(self, events: list[ev.Event]) -> None:
         """Fold events now; `_flush` writes them before anything acts on them."""
@@ -427,11 +437,24 @@ class EmbeddedRunner:
             self._unwritten.extend(events)
 
     def _flush(self) -> None:
-        """Write every folded-but-unwritten event to the ledger as one batch."""
+        """Write every folded-but-unwritten event to the ledger as one batch.
+
+        Raises:
+            LedgerWriteError: the write failed. The events are dropped from the folded
+                state (which reloads from the last manifest), so nothing they caused is
+                published or acted on; this runner refuses to go on.
+        """
+        if self._write_failed is not None:
+            raise self._write_failed
         if not self._unwritten:
             return
         written, self._unwritten = self._unwritten, []
-        self._ledger.append(written)
+        try:
+            path = self._ledger.append(written)
+        except StorageError as exc:
+            self._write_failed = self._halt(written, exc)
+            raise self._write_failed from exc
+        self.compactor.acknowledge([path])
         timers = self.state.tables["timers"]
         for event in written:
             if isinstance(event.payload, ev.TimerRequested):
@@ -439,9 +462,31 @@ class EmbeddedRunner:
                 if row is not None and row.status == s.TIMER_SCHEDULED:
                     self._wheel.schedule(row.timer_id, row.due_at)
 
+    def _halt(self, unwritten: list[ev.Event], exc: StorageError) -> LedgerWriteError:
+        """Forget events that could not be written and say how to go on."""
+        self.compactor.forget(unwritten)
+        self._watched = None  # the state object is replaced: recompute what to act on
+        runs = sorted({e.run_id for e in unwritten if e.run_id})
+        WRITE_HALTS.inc()
+        log.error(
+            "runner.ledger_write_failed",
+            run_id=runs[0] if len(runs) == 1 else None,
+            events=len(unwritten),
+            error_type=type(exc).__name__,
+            error=str(exc),
+            **self._scope(),
+        )
+        resume = f"'servo runs resume {runs[0]}'" if len(runs) == 1 else "'servo runs resume'"
+        return LedgerWriteError(
+            f"could not write to the ledger: {exc}; the run stopped and nothing that "
+            f"was not written is recorded; fix the store (e.g. free disk space), then "
+            f"resume with {resume}"
+        )
+
     def _drain(self, timeout: float = 0.0) -> None:
         """Take worker events and ended attempts, waiting up to `timeout` for the first."""
         written: list[ev.Event] = []
+        paths: list[str] = []
         unwritten: list[ev.Event] = []
         block = timeout > 0
         for _ in range(_MAX_DRAIN):
@@ -456,6 +501,7 @@ class EmbeddedRunner:
             block = False
             if isinstance(item, _Events):
                 (written if item.written else unwritten).extend(item.events)
+                paths.extend(item.paths)
                 continue
             self._inflight.discard(item.request.dispatch_id)
             if isinstance(item.result, NotStarted):
@@ -464,7 +510,8 @@ class EmbeddedRunner:
                 unwritten.extend(self._runtime_failed(item.request, item.result))
             else:
                 written.extend(item.result.events)
-        self._fold(written)
+                paths.extend(item.result.paths)
+        self._fold(written, paths)
         self._append(unwritten)
         for event in unwritten:
             payload = event.payload
@@ -512,21 +559,10 @@ class EmbeddedRunner:
         if not force and now - self._last_scan < self.options.ledger_scan_interval_s:
             return
         self._last_scan = now
-        state = self.compactor.state
-        manifest = self.compactor.manifest
-        paths = unfolded_ledger_paths(
-            self._store,
-            self.options.tenant_id,
-            self.options.workspace_id,
-            has_run=lambda run_id: state.run(run_id) is not None,
-            has_cancel=lambda run_id: (
-                (run := state.run(run_id)) is not None and run.cancel_requested_at is not None
-            ),
-            watermark=None if manifest is None else manifest.last_processed_at,
-        )
+        paths = self.compactor.unfolded_paths()
         if paths:
             log.info("runner.recovering", paths=len(paths), **self._scope())
-            self._fold(LedgerReader(self._store).read_many(paths))
+            self._fold(LedgerReader(self._store).read_many(paths), paths)
             if force:
                 self._publish(force=True)
 

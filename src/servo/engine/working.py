@@ -43,6 +43,9 @@ class WorkingState:
         #: Events among them that the fold rejected as stale.
         self.stale = 0
         self._rows: dict[str, list[list[Any]]] = {}
+        #: Numbered ledger batches whose events are all folded and that `manifest`
+        #: does not count yet (its `ledger_through` stops below them).
+        self.acked: set[int] = set()
 
     @property
     def loaded(self) -> bool:
@@ -89,6 +92,24 @@ class WorkingState:
         self._collect(state)
         return stats
 
+    def forget(self, event_ids: set[str]) -> None:
+        """Drop pending events that never became durable; the next use reloads and
+        re-folds the others (so nothing that depends on the dropped ones survives)."""
+        self.events = [e for e in self.events if e.event_id not in event_ids]
+        self.reset()
+
+    def ledger_through(self) -> int:
+        """What the next manifest may claim: `manifest.ledger_through` advanced over
+        the acknowledged batches that follow it without a gap."""
+        through = 0 if self.manifest is None else self.manifest.ledger_through
+        while through + 1 in self.acked:
+            through += 1
+        return through
+
+    def newest_event_at(self) -> int:
+        """The newest `emitted_at` among the pending events (0 when none)."""
+        return max((e.emitted_at for e in self.events), default=0)
+
     def changed_rows(self, spec: TableSpec) -> list[Any]:
         """Rows of `spec` changed since `manifest`, one per key (the latest)."""
         chunks = self._rows.get(spec.name, [])
@@ -100,6 +121,7 @@ class WorkingState:
         """`manifest` now holds everything pending: start afresh from it."""
         self.manifest = manifest
         self.events, self.stale, self._rows = [], 0, {}
+        self.acked = {seq for seq in self.acked if seq > manifest.ledger_through}
 
     def replace(self, state: EngineState, manifest: Manifest) -> None:
         """Adopt `state`, whose content `manifest` holds (after a rebuild)."""

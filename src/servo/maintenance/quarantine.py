@@ -10,11 +10,14 @@ inspect, or to put back by hand.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from servo.engine.events import encode_events
+from servo.engine.ledger import batch_seq
 from servo.errors import ObjectExistsError, ObjectNotFoundError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -85,6 +88,11 @@ class Quarantine:
             if self._store.get(target).data != data:
                 raise
         self._store.delete(path)
+        if batch_seq(path) is not None:
+            # Keep the batch number taken: numbers in use must stay 1..N, or recovery
+            # would stop probing here and a writer could reuse the number.
+            with contextlib.suppress(ObjectExistsError):
+                self._store.put_if_absent(path, encode_events([]))
         moved = Quarantined(path, target, kind, run_ids)
         self.moved.append(moved)
         QUARANTINED.labels(kind).inc()

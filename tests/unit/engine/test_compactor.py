@@ -224,15 +224,28 @@ def test_l0_deltas_are_merged_into_a_base() -> None:
 
 def test_watermark_is_monotonic_and_counts_are_kept() -> None:
     store = MemoryObjectStore()
-    compactor = Compactor(store, TENANT, WORKSPACE, clock=lambda: 500)
-    first = compactor.compact_events(lifecycle("r1"), taken_at=100)
-    assert first.manifest.last_processed_at == 100
-    second = compactor.compact_events(lifecycle("r2"), taken_at=50)  # an older batch
-    assert second.manifest.last_processed_at == 100
-    third = compactor.compact_events([], taken_at=300)  # empty inbox still moves it
-    assert third.published and third.manifest.last_processed_at == 300
-    assert third.manifest.events_folded == first.events + second.events
-    assert compactor.compact_events([]).manifest.last_processed_at == 500  # default: clock
+    now = [5_000_000]
+    compactor = Compactor(store, TENANT, WORKSPACE, clock=lambda: now[0])
+    first = compactor.compact_events(lifecycle("r1", start=1_000_000), taken_at=1_000_100)
+    assert first.manifest.last_processed_at == 1_000_100
+    older = compactor.compact_events(lifecycle("r2", start=900_000), taken_at=900_050)
+    assert older.manifest.last_processed_at == 1_000_100  # an older batch: kept
+    later = compactor.compact_events(lifecycle("r3", start=2_000_000), taken_at=3_000_000)
+    newest = max(e.emitted_at for e in lifecycle("r3", start=2_000_000))
+    assert later.manifest.last_processed_at == newest  # never past the newest event
+    assert compactor.compact_events([], taken_at=4_000_000).manifest.last_processed_at == newest
+    assert later.manifest.events_folded == first.events + older.events + later.events
+
+
+def test_a_watermark_set_by_a_clock_that_ran_ahead_comes_back() -> None:
+    store = MemoryObjectStore()
+    hour = 3_600_000_000
+    ahead = Compactor(store, TENANT, WORKSPACE, clock=lambda: 10 * hour)
+    events = lifecycle("r1", start=10 * hour - 1_000)
+    assert ahead.compact_events(events).manifest.last_processed_at > 9 * hour
+    right = Compactor(store, TENANT, WORKSPACE, clock=lambda: hour)
+    published = right.compact_events(lifecycle("r2", start=hour - 5_000)).manifest
+    assert published.last_processed_at <= hour
 
 
 def test_nothing_new_publishes_nothing() -> None:

@@ -1,0 +1,149 @@
+"""Recovery finds every unfolded ledger batch whatever the clocks say, and a ledger
+write that failed is never published or acted on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from servo import Definitions, asset
+from servo.engine import schema as s
+from servo.engine.ids import now_us
+from servo.engine.ledger import LedgerReader
+from servo.engine.replay import compare, replay_ledger
+from servo.engine.runner import EmbeddedRunner, RunnerOptions
+from servo.errors import LedgerWriteError, StorageError
+from servo.storage.base import ObjectStore
+from servo.storage.local import LocalObjectStore
+from servo.storage.memory import MemoryObjectStore
+
+HOUR_US = 3_600_000_000
+
+
+@asset
+def a() -> int:
+    return 1
+
+
+@asset
+def b(a: int) -> int:
+    return a + 1
+
+
+@asset
+def c(b: int) -> int:
+    return b + 1
+
+
+DEFS = Definitions(assets=[a, b, c])
+#: Publish only when a run ends: what a kill -9 mid-run leaves unpublished is the point.
+SLOW_PUBLISH = RunnerOptions(publish_interval_s=3600.0)
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs, nothing is cleaned up."""
+
+
+def crash_before_publishing(runner: EmbeddedRunner) -> None:
+    def refuse(_manifest: object) -> None:
+        raise Crash
+
+    runner.compactor._publish = refuse  # type: ignore[method-assign]
+
+
+def abandon(runner: EmbeddedRunner) -> None:
+    """Drop a runner the way a killed process does: the pool stops, nothing else."""
+    runner._dispatcher.close(0.0)
+
+
+def assert_published_equals_ledger(store: ObjectStore) -> None:
+    with EmbeddedRunner(store, DEFS) as reader:
+        assert reader.state is not None  # recovers and publishes what the manifest lacks
+        snapshot = reader.compactor.snapshot()
+    replay = replay_ledger(store, "default", "default")
+    assert not replay.unreadable
+    assert [d for d in compare(snapshot, replay.state) if d.differs] == []
+
+
+@pytest.mark.parametrize("skew_us", [HOUR_US, -HOUR_US, 10 * 24 * HOUR_US])
+def test_recovery_folds_every_committed_batch_whatever_the_clock(
+    tmp_path: Path, skew_us: int
+) -> None:
+    store = LocalObjectStore(tmp_path / "home", fsync=False)
+    skewed: Callable[[], int] = lambda: now_us() + skew_us  # noqa: E731
+    with EmbeddedRunner(store, DEFS, clock=skewed) as first:
+        assert first.wait(first.start_run().run_id).status == s.RUN_SUCCEEDED
+
+    second = EmbeddedRunner(store, DEFS, SLOW_PUBLISH)  # the clock is right again
+    crash_before_publishing(second)
+    run_id = second.start_run().run_id
+    with pytest.raises(Crash):
+        second.wait(run_id)  # every event is in the ledger; the manifest lacks them
+    abandon(second)
+
+    with EmbeddedRunner(store, DEFS) as third:
+        run = third.state.run(run_id)
+        assert run is not None and run.status == s.RUN_SUCCEEDED
+        assert {t.status for t in third.state.tasks_of(run_id)} == {s.SUCCEEDED}
+    assert_published_equals_ledger(store)
+
+
+class FullDisk:
+    """A store whose disk fills up: ledger batch writes fail once `full` is set."""
+
+    def __init__(self, inner: ObjectStore, fail_after: int) -> None:
+        self._inner = inner
+        self.batch_writes = 0
+        self.fail_after = fail_after
+        self.full = True
+
+    def put_if_absent(self, path: str, data: bytes) -> int:
+        if "/batches/" in path or "/seq/" in path:
+            self.batch_writes += 1
+            if self.full and self.batch_writes > self.fail_after:
+                raise StorageError(f"cannot write {path}: [Errno 28] No space left on device")
+        return self._inner.put_if_absent(path, data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("fail_after", [0, 1, 2, 3])
+def test_a_failed_ledger_write_is_never_published_and_the_run_resumes(fail_after: int) -> None:
+    store = FullDisk(MemoryObjectStore(), fail_after)
+    runner = EmbeddedRunner(store, DEFS)  # type: ignore[arg-type]
+    run_id = runner.start_run().run_id
+    with pytest.raises(LedgerWriteError, match="No space left on device"):
+        runner.wait(run_id)
+    runner.close()  # publishes only what is durable
+    assert_published_equals_ledger(store)  # type: ignore[arg-type]
+    published = replay_ledger(store, "default", "default").state  # type: ignore[arg-type]
+    assert published.run(run_id) is not None
+
+    store.full = False  # space is freed
+    with EmbeddedRunner(store, DEFS) as resumed:  # type: ignore[arg-type]
+        assert resumed.wait(run_id).status == s.RUN_SUCCEEDED
+    assert_published_equals_ledger(store)  # type: ignore[arg-type]
+    requested = LedgerReader(store).read(f"ledger/default/default/runs/{run_id}/requested")  # type: ignore[arg-type]
+    assert requested
+
+
+def test_nothing_is_enqueued_for_events_that_could_not_be_written() -> None:
+    store = FullDisk(MemoryObjectStore(), fail_after=0)
+    ran: list[str] = []
+
+    @asset
+    def only() -> int:
+        ran.append("only")
+        return 1
+
+    runner = EmbeddedRunner(store, Definitions(assets=[only]))  # type: ignore[arg-type]
+    run_id = runner.start_run().run_id
+    with pytest.raises(LedgerWriteError):
+        runner.wait(run_id)
+    runner.close()
+    assert ran == [], "an attempt was started although its dispatch was never written"
+    with pytest.raises(LedgerWriteError):  # still full: refuses again, cleanly
+        EmbeddedRunner(store, Definitions(assets=[only])).wait(run_id)  # type: ignore[arg-type]
