@@ -28,7 +28,9 @@ ServoError
 ├── RunNotFoundError            a run id that this home or catalog does not hold
 └── CatalogError                metadata catalog failures, backend-neutral
     ├── CatalogUnavailableError a transient failure (connection, timeout, lock, open breaker)
-    │                           that outlived the catalog's own retries
+    │   │                       that outlived the catalog's own retries
+    │   └── CatalogDiskError    the SQLite catalog's file cannot be written (disk full, file
+    │                           size limit, I/O error): never retried, usable once space is freed
     ├── CatalogIntegrityError   a constraint refused a write (duplicate key, invalid value)
     ├── TenantIsolationError    row-level security refused a write outside the caller's tenant
     ├── CatalogSchemaError      the database schema is not the one this Servo needs (migrate)
@@ -185,6 +187,12 @@ class CatalogError(ServoError):
 
 class CatalogUnavailableError(CatalogError):
     """The catalog database could not be reached or answered in time, after retries."""
+
+
+class CatalogDiskError(CatalogUnavailableError):
+    """The SQLite catalog's file cannot be written: the disk is full (or the file may not
+    grow, or the disk failed). Not retried; the catalog is usable again once space is
+    freed, and catches up from the engine's projections then."""
 
 
 class CatalogIntegrityError(CatalogError):

@@ -32,7 +32,13 @@ from servo.catalog.projection import SqlProjectionCatalog
 from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine, sqlite_url
 from servo.catalog.workflows import SqlWorkflowCatalog
 from servo.config.settings import Settings
-from servo.errors import CatalogCorruptError, CatalogError, CatalogSchemaError, ConfigError
+from servo.errors import (
+    CatalogCorruptError,
+    CatalogDiskError,
+    CatalogError,
+    CatalogSchemaError,
+    ConfigError,
+)
 from servo.observability.logging import get_logger
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from servo.resilience.clock import Clock, monotonic
@@ -118,6 +124,8 @@ def open_catalog(
         HomeError: the home holding the SQLite catalog cannot be used.
         CatalogCorruptError: the SQLite catalog file is damaged or read-only.
         CatalogSchemaError: a PostgreSQL catalog is not at this Servo's revision.
+        CatalogDiskError: the SQLite catalog cannot be written (disk full); the message
+            names the file and says to free space.
         CatalogUnavailableError: the database cannot be reached.
     """
     url = catalog_url(settings)
@@ -153,9 +161,11 @@ def open_catalog(
                     f"the PostgreSQL catalog is at revision {revision or 'none'}, this Servo "
                     f"needs {HEAD_REVISION}: run 'servo catalog migrate'"
                 )
-            upgrade(engine)
+            _upgrade(db, engine)
     except CatalogError as exc:
         db.close()
+        if isinstance(backend, SqliteBackend) and isinstance(exc, CatalogDiskError):
+            raise _disk_error(settings, url, exc) from exc
         if isinstance(backend, SqliteBackend) and is_damaged(exc):
             raise _damaged(settings, url, exc) from exc
         raise
@@ -163,6 +173,14 @@ def open_catalog(
         db.close()
         raise
     return SqlCatalog(db)
+
+
+def _upgrade(db: Database, engine: sa.Engine) -> None:
+    """Migrate to the head revision, driver errors translated like any operation's."""
+    try:
+        upgrade(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise db.translate(exc, "catalog.migrate", None) from exc
 
 
 #: The first bytes of every SQLite database file.
@@ -206,19 +224,41 @@ def _damaged(settings: Settings, url: str, exc: CatalogError) -> CatalogCorruptE
     )
 
 
+def _disk_error(settings: Settings, url: str, exc: CatalogError) -> CatalogDiskError:
+    """The error naming the SQLite file that cannot be written, and what to do."""
+    path = sa.make_url(url).database or url
+    problem = str(exc).split(": ", 1)[-1]
+    elsewhere = " (or pass another --home)" if settings.database.url is None else ""
+    return CatalogDiskError(
+        f"cannot write the catalog {path} ({problem}): the disk may be full; free space "
+        f"on it{elsewhere} and run the command again"
+    )
+
+
 def migrate_catalog(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
     """Migrate the settings' catalog (as the login user, not ``servo_app``).
 
     Returns:
         The revisions before and after.
+
+    Raises:
+        CatalogDiskError: the SQLite catalog cannot be written (disk full).
+        CatalogError: any other database error, translated.
     """
     url = catalog_url(settings)
     timeout = settings.database.connection_timeout
-    if isinstance(_backend_of(url), PostgresBackend):
+    backend = _backend_of(url)
+    if isinstance(backend, PostgresBackend):
         engine = migration_engine(url, timeout_s=timeout)
     else:
         engine = create_sqlite_engine(url, pool_size=1, timeout_s=timeout)
+    db = Database(engine, backend, None)
     try:
         return upgrade(engine, revision)
+    except sa.exc.SQLAlchemyError as exc:
+        error = db.translate(exc, "catalog.migrate", None)
+        if isinstance(error, CatalogDiskError):
+            raise _disk_error(settings, url, error) from exc
+        raise error from exc
     finally:
         engine.dispose()

@@ -7,8 +7,10 @@ database. Around ``work(connection)`` it stacks, outermost first:
    slower than 100 ms logs ``catalog.slow_operation`` (warning) with tenant and ms;
 2. **error translation**: driver errors become `servo.errors` classes (`raise ...
    from`), logged with tenant and operation — constraint violations and refused
-   cross-tenant writes as warnings, the rest as errors — and counted in
-   ``servo_catalog_errors_total{operation,error_type}``;
+   cross-tenant writes as warnings, a SQLite file that cannot be written
+   (`CatalogDiskError`) as info because its caller says it once (a warning when a
+   run goes on without the catalog, the CLI's ``error:`` line when a read stops),
+   the rest as errors — and counted in ``servo_catalog_errors_total{operation,error_type}``;
 3. **retries**: transient errors (connection lost, timeout, lock, serialization)
    are retried with jittered exponential backoff, a bounded number of times;
 4. **circuit breaker** (PostgreSQL): consecutive transient failures open it (SPEC.md
@@ -29,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from servo.errors import (
+    CatalogDiskError,
     CatalogError,
     CatalogIntegrityError,
     CatalogSchemaError,
@@ -95,6 +98,10 @@ class Backend(Protocol):
 
     def is_missing_schema(self, error: sa.exc.DBAPIError) -> bool:
         """Whether a table or column of the catalog does not exist (not migrated)."""
+        ...
+
+    def is_disk_error(self, error: BaseException) -> bool:
+        """Whether the database's file cannot be written (disk full, size limit, I/O)."""
         ...
 
 
@@ -179,7 +186,7 @@ class Database:
             ERRORS.labels(operation, "CircuitOpenError").inc()
             raise CatalogUnavailableError(f"catalog unavailable ({operation}): {exc}") from exc
         except sa.exc.SQLAlchemyError as exc:
-            raise self._translate(exc, operation, tenant) from exc
+            raise self.translate(exc, operation, tenant) from exc
         finally:
             elapsed = time.perf_counter() - started
             DURATION.labels(operation).observe(elapsed)
@@ -242,9 +249,14 @@ class Database:
                 self.backend.begin(connection, tenant, write=write)
                 return work(connection)
 
-    def _translate(
+    def translate(
         self, error: sa.exc.SQLAlchemyError, operation: str, tenant: str | None
     ) -> CatalogError:
+        """The `servo.errors` class for a driver error, logged and counted (see `run`).
+
+        Also for statements run outside `run` (migrations), so that no driver error
+        reaches a user untranslated.
+        """
         context: dict[str, Any] = {
             "operation": operation,
             "tenant_id": tenant,
@@ -253,7 +265,10 @@ class Database:
             "error": _first_line(error),
         }
         translated: CatalogError
-        if self.backend.is_transient(error):
+        if self.backend.is_disk_error(error):
+            translated = CatalogDiskError(f"{operation}: {_first_line(error)}")
+            log.info("catalog.disk_error", **context)
+        elif self.backend.is_transient(error):
             translated = CatalogUnavailableError(
                 f"catalog unavailable ({operation}): {_first_line(error)}"
             )

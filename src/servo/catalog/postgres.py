@@ -71,6 +71,11 @@ class PostgresBackend:
     def is_missing_schema(self, error: sa.exc.DBAPIError) -> bool:
         return _sqlstate(error) in {"42P01", "42703"}
 
+    def is_disk_error(self, error: BaseException) -> bool:
+        """Never: a server's full disk (SQLSTATE 53100) is its operator's to fix, and
+        is retried as a transient error until the breaker opens."""
+        return False
+
 
 def normalize_url(url: str) -> sa.URL:
     """The URL with the psycopg 3 driver (``postgresql://`` would pick psycopg2)."""

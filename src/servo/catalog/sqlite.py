@@ -10,6 +10,9 @@
 - ``synchronous=NORMAL``: in WAL mode a crash loses at most the last transactions,
   never consistency; the catalog is a read model rebuilt from the engine anyway.
 - Transient errors: "database is locked" / "busy" after the busy timeout.
+- Disk errors: "database or disk is full" (ENOSPC) and "disk I/O error" (what SQLite
+  reports for EFBIG, a file size limit, or a failing disk) are not retried: they last
+  until space is freed (`servo.errors.CatalogDiskError`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-_TRANSIENT_MESSAGES = ("database is locked", "database table is locked", "busy", "disk i/o error")
+_TRANSIENT_MESSAGES = ("database is locked", "database table is locked", "busy")
+_DISK_MESSAGES = ("database or disk is full", "disk i/o error")
 
 
 class SqliteBackend:
@@ -46,6 +50,13 @@ class SqliteBackend:
 
     def is_isolation_violation(self, error: sa.exc.DBAPIError) -> bool:
         return False
+
+    def is_disk_error(self, error: BaseException) -> bool:
+        original = getattr(error, "orig", error)
+        if not isinstance(original, sqlite3.OperationalError):
+            return False
+        message = str(original).lower()
+        return any(marker in message for marker in _DISK_MESSAGES)
 
     def is_missing_schema(self, error: sa.exc.DBAPIError) -> bool:
         message = str(error.orig).lower()

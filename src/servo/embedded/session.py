@@ -87,16 +87,34 @@ class RunOutcome:
 
 
 def catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -> Catalog | None:
-    """The catalog with the definitions registered; None (and a warning) when it is down."""
+    """The catalog with the definitions registered; None (and a warning) when it is down.
+
+    A catalog that cannot be reached or written (`CatalogUnavailableError`, e.g. a full
+    disk under the SQLite file) is a read model the run does not need: one warning line
+    says why and what to do, ``servo_runs_without_catalog_total`` counts it, and the run
+    goes on; the next run's projector catches up from its checkpoint.
+    """
     from servo.catalog import open_catalog, register_definitions
     from servo.errors import CatalogUnavailableError
+    from servo.observability import metrics
     from servo.observability.logging import get_logger
 
     log = get_logger(__name__)
     try:
         catalog = open_catalog(settings)
     except CatalogUnavailableError as exc:
-        log.warning("catalog.unavailable_run_continues", tenant_id=tenant, error=str(exc))
+        metrics.counter(
+            "servo_runs_without_catalog_total",
+            "Runs that went on without the catalog (it catches up later), by error.",
+            ["error_type"],
+        ).labels(type(exc).__name__).inc()
+        log.warning(
+            "catalog.unavailable_run_continues",
+            tenant_id=tenant,
+            error_type=type(exc).__name__,
+            error=str(exc),
+            recovery="the run goes on; the catalog catches up on the next run",
+        )
         return None
     try:
         register_definitions(catalog, tenant, definitions)

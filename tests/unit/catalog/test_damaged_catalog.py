@@ -1,14 +1,20 @@
-"""A damaged or read-only SQLite catalog in the home: one clear error, no driver noise."""
+"""A damaged, read-only or full SQLite catalog in the home: one clear error, no driver noise."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from servo.catalog.catalog import is_damaged, open_catalog
+from servo.catalog.sqlite import SqliteBackend
 from servo.config.settings import Settings
-from servo.errors import CatalogCorruptError, CatalogError, HomeError
+from servo.errors import CatalogCorruptError, CatalogDiskError, CatalogError, HomeError
+from servo.observability import metrics
+from servo.observability.logging import configure_logging
 
 
 def test_a_damaged_file_names_itself_and_doctor(tmp_path: Path) -> None:
@@ -31,3 +37,37 @@ def test_damage_markers() -> None:
     assert is_damaged(CatalogError("catalog.revision: file is not a database"))
     assert is_damaged(CatalogError("x: database disk image is malformed"))
     assert not is_damaged(CatalogError("x: no such table: executions"))
+
+
+def _full(message: str) -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError(message))
+
+
+@pytest.mark.parametrize("message", ["database or disk is full", "disk I/O error"])
+def test_a_full_disk_while_migrating_names_the_file_logs_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str
+) -> None:
+    def no_space(_engine: sa.Engine) -> None:
+        raise _full(message)
+
+    monkeypatch.setattr("servo.catalog.catalog.upgrade", no_space)
+    labels = {"operation": "catalog.migrate", "error_type": "CatalogDiskError"}
+    before = metrics.sample("servo_catalog_errors_total", labels)
+    configure_logging("DEBUG", "json")  # info must not be filtered out before capture
+    try:
+        with capture_logs() as logs, pytest.raises(CatalogDiskError) as raised:
+            open_catalog(Settings(home=tmp_path))
+    finally:
+        configure_logging("WARNING", "console")  # the default
+    assert str(tmp_path / "catalog.db") in str(raised.value)
+    assert message in str(raised.value) and "free space" in str(raised.value)
+    assert metrics.sample("servo_catalog_errors_total", labels) == before + 1
+    (logged,) = [e for e in logs if e["event"] == "catalog.disk_error"]
+    assert logged["log_level"] == "info" and logged["operation"] == "catalog.migrate"
+
+
+def test_disk_errors_are_not_retried() -> None:
+    backend = SqliteBackend()
+    for message in ("database or disk is full", "disk I/O error"):
+        assert backend.is_disk_error(_full(message)) and not backend.is_transient(_full(message))
+    assert not backend.is_disk_error(_full("database is locked"))
