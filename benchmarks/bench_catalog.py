@@ -97,14 +97,16 @@ def bench_upsert(catalog: SqlCatalog, label: str) -> Timing:
 
 
 def _fill_million(url: str) -> None:
-    """1,000,000 materializations of the tenant, written in SQL by the owner."""
+    """1,000,000 materializations of the tenant, written in SQL by the owner (ids: 26
+    characters in insertion order, the width and order of ULIDs)."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as owner:
         owner.execute(
             """
-            INSERT INTO materializations (tenant_id, execution_id, asset_key, location, format,
-                row_count, size_bytes, started_at, finished_at, created_at)
-            SELECT %s, 'fill-' || (i / 10), 'asset_' || (i %% 100), 'outputs/fill/' || i,
+            INSERT INTO materializations (id, tenant_id, execution_id, asset_key, location,
+                format, row_count, size_bytes, started_at, finished_at, created_at)
+            SELECT lpad(i::text, 26, '0'), %s, 'fill-' || (i / 10), 'asset_' || (i %% 100),
+                   'outputs/fill/' || i,
                    'parquet', i, i, i, i, i
             FROM generate_series(1, 1000000) AS i
             """,

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from servo.catalog import queries as q
 from servo.catalog.database import Database
+from servo.catalog.ids import new_id
 from servo.catalog.pagination import check_page, decode_cursor, to_page
 from servo.catalog.records import DEPENDENCY_TYPES, Asset, AssetSpec, Dependency, Page
 from servo.catalog.schema import asset_dependencies, assets
@@ -77,9 +78,9 @@ def register(
     }
     rows = [
         {
-            "tenant_id": tenant, "name": s.name, "description": s.description, "owner": s.owner,
-            "asset_type": s.asset_type, "tags": dict(s.tags), "timeout_s": s.timeout_s,
-            "created_at": now, "updated_at": now,
+            "id": new_id(), "tenant_id": tenant, "name": s.name, "description": s.description,
+            "owner": s.owner, "asset_type": s.asset_type, "tags": dict(s.tags),
+            "timeout_s": s.timeout_s, "created_at": now, "updated_at": now,
         }
         for s in by_name.values()
         if current.get(s.name) != (s.description, s.owner, s.asset_type, dict(s.tags), s.timeout_s)
@@ -170,7 +171,7 @@ class SqlAssetCatalog:
         self, tenant: str | None, *, limit: int = 100, offset: int = 0, cursor: str | None = None
     ) -> Page[Asset]:
         check_page(limit, offset, cursor)
-        after = None if cursor is None else decode_cursor(cursor, (str, int))
+        after = None if cursor is None else decode_cursor(cursor, (str, str))
         query = q.page(_PAGE, system=tenant is None, keyset=after is not None)
         params = q.page_params(tenant, limit=limit + 1, offset=offset, after=after)
 

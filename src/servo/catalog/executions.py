@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from servo.catalog import queries as q
 from servo.catalog.database import Database
+from servo.catalog.ids import execution_id_of
 from servo.catalog.pagination import check_page, decode_cursor, to_page
 from servo.catalog.records import Page
 from servo.catalog.run_records import (
@@ -67,8 +68,13 @@ def execution_rows(
     for spec in specs:
         _check_status(spec.status)
         row = asdict(spec)
+        requested_at = spec.requested_at or now
         row.update(
-            tenant_id=tenant, requested_at=spec.requested_at or now, created_at=now, updated_at=now
+            id=execution_id_of(tenant, spec.execution_id, requested_at),
+            tenant_id=tenant,
+            requested_at=requested_at,
+            created_at=now,
+            updated_at=now,
         )
         rows.append(row)
     return rows
@@ -131,7 +137,7 @@ class SqlExecutionCatalog:
         check_page(limit, offset, cursor)
         if status is not None:
             _check_status(status)
-        after = None if cursor is None else decode_cursor(cursor, (int, int))
+        after = None if cursor is None else decode_cursor(cursor, (int, str))
         shape = _PAGE if status is None else _PAGE_BY_STATUS
         query = q.page(shape, system=tenant is None, keyset=after is not None)
         equal = None if status is None else {"status": status}

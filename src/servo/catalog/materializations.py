@@ -1,8 +1,9 @@
 """Values written by executions (`MaterializationCatalog` over SQL).
 
 A materialization is keyed by (tenant, execution, asset, partition): recording it
-again is an upsert that changes nothing when the values are the same. Lists are
-newest first by row id, with keyset cursors on that id.
+again is an upsert that changes nothing when the values are the same. Its public id
+is derived from that key and the time the value was made (`servo.catalog.ids`), so
+lists are newest first by id, with keyset cursors on that id.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from servo.catalog import queries as q
 from servo.catalog.assets import chunks
 from servo.catalog.database import Database
+from servo.catalog.ids import materialization_id_of
 from servo.catalog.pagination import check_page, decode_cursor, to_page
 from servo.catalog.records import Page
 from servo.catalog.run_records import Materialization, MaterializationSpec
@@ -47,7 +49,21 @@ def materialization_rows(
             raise ValueError(
                 f"a materialization needs an execution, an asset and a location: {spec}"
             )
-    return [{**asdict(s), "tenant_id": tenant, "created_at": now} for s in latest.values()]
+    return [
+        {
+            **asdict(s),
+            "id": materialization_id_of(
+                tenant,
+                s.execution_id,
+                s.asset_key,
+                s.partition_key,
+                now if s.finished_at is None else s.finished_at,
+            ),
+            "tenant_id": tenant,
+            "created_at": now,
+        }
+        for s in latest.values()
+    ]
 
 
 def upsert(db: Database, connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -96,7 +112,7 @@ class SqlMaterializationCatalog:
         cursor: str | None = None,
     ) -> Page[Materialization]:
         check_page(limit, offset, cursor)
-        after = None if cursor is None else decode_cursor(cursor, (int,))
+        after = None if cursor is None else decode_cursor(cursor, (str,))
         equal = {
             name: value
             for name, value in (("asset_key", asset_key), ("execution_id", execution_id))
@@ -123,7 +139,7 @@ class SqlMaterializationCatalog:
 
         return self._db.run("materializations.latest", tenant, work)
 
-    def delete(self, tenant: str | None, materialization_id: int) -> bool:
+    def delete(self, tenant: str | None, materialization_id: str) -> bool:
         def work(connection: sa.Connection) -> bool:
             return (
                 connection.execute(q.delete_materialization(tenant, materialization_id)).rowcount

@@ -25,7 +25,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: The newest revision (a test checks it against the migration scripts); opening a
 #: catalog compares the database with it without importing Alembic.
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"
 
 
 def stored_revision(connection: sa.Connection) -> str | None:

@@ -163,7 +163,7 @@ class MaterializationCatalog(Protocol):
         """The newest materialization of an asset (partition)."""
         ...
 
-    def delete(self, tenant: Tenant, materialization_id: int) -> bool:
+    def delete(self, tenant: Tenant, materialization_id: str) -> bool:
         """Delete one materialization by row id."""
         ...
 

@@ -1,6 +1,7 @@
 """The registry's records: assets, dependencies, workflows; and the `Page` of any list.
 
-Records come back from reads (they carry the row id, the tenant and the times);
+Records come back from reads (they carry the row's public id — a ULID, see
+`servo.catalog.ids` — the tenant and the times);
 specs go into writes. Times are epoch microseconds, like the engine's projections.
 A ``tenant_id`` of None marks a global row: written by the system (a call with no
 tenant), readable by every tenant. The run history's records are in
@@ -71,7 +72,7 @@ class Asset:
     """A registered asset.
 
     Attributes:
-        id: row id.
+        id: public id (a ULID, kept across updates).
         tenant_id: owning tenant; None for a global asset.
         name: the asset's name.
         dependencies: its upstream edges, sorted by name.
@@ -84,7 +85,7 @@ class Asset:
         updated_at: last change (epoch µs).
     """
 
-    id: int
+    id: str
     tenant_id: str | None
     name: str
     dependencies: tuple[Dependency, ...]
@@ -119,7 +120,7 @@ class Workflow:
     """One version of a workflow definition.
 
     Attributes:
-        id: row id.
+        id: public id of this version (a ULID).
         tenant_id: owning tenant; None for a global workflow.
         name: the workflow's name.
         version: 1 for the first definition, +1 for each changed one.
@@ -130,7 +131,7 @@ class Workflow:
         created_at: when this version was registered (epoch µs).
     """
 
-    id: int
+    id: str
     tenant_id: str | None
     name: str
     version: int

@@ -60,7 +60,8 @@ class Execution:
     """An execution (a run) as the catalog knows it.
 
     Attributes:
-        id: row id (keyset cursors use it to break ties).
+        id: public id, a ULID derived from the tenant, the run id and its request
+            time (`servo.catalog.ids`); keyset cursors use it to break ties.
         tenant_id: owning tenant; None for a system execution.
         execution_id: the run id.
         workspace_id: the engine workspace.
@@ -80,7 +81,7 @@ class Execution:
         updated_at: its last change in the catalog (epoch µs).
     """
 
-    id: int
+    id: str
     tenant_id: str | None
     execution_id: str
     workspace_id: str
@@ -202,7 +203,8 @@ class Materialization:
     """A recorded materialization.
 
     Attributes:
-        id: row id (lists are newest first by id).
+        id: public id, a ULID derived from the tenant, the key and the time the value
+            was made (`servo.catalog.ids`); lists are newest first by id.
         tenant_id: owning tenant.
         execution_id: the run that wrote it.
         asset_key: the asset.
@@ -216,7 +218,7 @@ class Materialization:
         created_at: when the catalog recorded it (epoch µs).
     """
 
-    id: int
+    id: str
     tenant_id: str | None
     execution_id: str
     asset_key: str

@@ -16,8 +16,12 @@ Conventions:
   turns *leakproof* conditions into index conditions, and ``coalesce(...) = x`` is
   not one, while ``tenant_key = x`` is. Statements filter on ``tenant_key``.
 - times are epoch microseconds (BIGINT), like the engine's projections;
-- row ids are 64-bit identities (INTEGER PRIMARY KEY AUTOINCREMENT on SQLite: never
-  reused, so a keyset walk cannot meet an id twice);
+- public row ids (``assets``, ``workflows``, ``executions``, ``materializations``:
+  returned in records and keyset cursors) are ULIDs made by the writer
+  (`servo.catalog.ids`), never a sequence shared by the tenants; the internal
+  surrogate keys of ``asset_dependencies`` and ``execution_tasks``, which the
+  catalog never returns, are 64-bit identities (INTEGER PRIMARY KEY AUTOINCREMENT on
+  SQLite: never reused);
 - JSON is JSONB on PostgreSQL.
 
 On PostgreSQL, creating the tables also creates the ``servo_app`` role, the grants
@@ -48,7 +52,13 @@ def partition_or_blank(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
 
 
 def _id() -> sa.Column[int]:
+    """An internal surrogate key (never returned by the catalog)."""
     return sa.Column("id", _ID, sa.Identity(), primary_key=True)
+
+
+def _public_id() -> sa.Column[str]:
+    """A public id: a ULID made by the writer (`servo.catalog.ids`)."""
+    return sa.Column("id", sa.Text, primary_key=True)
 
 
 def _tenant() -> tuple[sa.Column[str], sa.Column[str]]:
@@ -66,7 +76,7 @@ def _tenant() -> tuple[sa.Column[str], sa.Column[str]]:
 assets = sa.Table(
     "assets",
     metadata,
-    _id(),
+    _public_id(),
     *_tenant(),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("description", sa.Text),
@@ -76,7 +86,6 @@ assets = sa.Table(
     sa.Column("timeout_s", sa.Float),
     sa.Column("created_at", _US, nullable=False),
     sa.Column("updated_at", _US, nullable=False),
-    sqlite_autoincrement=True,
 )
 sa.Index("ux_assets_name", assets.c.tenant_key, assets.c.name, unique=True)
 
@@ -111,7 +120,7 @@ sa.Index(
 workflows = sa.Table(
     "workflows",
     metadata,
-    _id(),
+    _public_id(),
     *_tenant(),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
@@ -120,7 +129,6 @@ workflows = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("created_at", _US, nullable=False),
     sa.CheckConstraint("version >= 1", name="ck_workflows_version"),
-    sqlite_autoincrement=True,
 )
 sa.Index(
     "ux_workflows_version",
@@ -133,7 +141,7 @@ sa.Index(
 executions = sa.Table(
     "executions",
     metadata,
-    _id(),
+    _public_id(),
     *_tenant(),
     sa.Column("execution_id", sa.Text, nullable=False),
     sa.Column("workspace_id", sa.Text, nullable=False),
@@ -155,7 +163,6 @@ executions = sa.Table(
         "status IN ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')",
         name="ck_executions_status",
     ),
-    sqlite_autoincrement=True,
 )
 sa.Index(
     "ux_executions_execution_id",
@@ -215,7 +222,7 @@ sa.Index(
 materializations = sa.Table(
     "materializations",
     metadata,
-    _id(),
+    _public_id(),
     *_tenant(),
     sa.Column("execution_id", sa.Text, nullable=False),
     sa.Column("asset_key", sa.Text, nullable=False),
@@ -227,7 +234,6 @@ materializations = sa.Table(
     sa.Column("started_at", _US),
     sa.Column("finished_at", _US),
     sa.Column("created_at", _US, nullable=False),
-    sqlite_autoincrement=True,
 )
 sa.Index(
     "ux_materializations_value",

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from servo.catalog import queries as q
 from servo.catalog.database import Database
+from servo.catalog.ids import new_id
 from servo.catalog.pagination import check_page, decode_cursor, to_page
 from servo.catalog.records import Page, Workflow, WorkflowSpec
 from servo.catalog.schema import workflows
@@ -81,6 +82,7 @@ class SqlWorkflowCatalog:
                 inserted = connection.execute(
                     q.insert_workflow_version(self._db.insert).returning(*workflows.c),
                     {
+                        "id": new_id(),
                         "tenant_id": tenant,
                         "name": spec.name,
                         "version": version,
@@ -116,7 +118,7 @@ class SqlWorkflowCatalog:
         self, tenant: str | None, *, limit: int = 100, offset: int = 0, cursor: str | None = None
     ) -> Page[Workflow]:
         check_page(limit, offset, cursor)
-        after = None if cursor is None else decode_cursor(cursor, (str, int))
+        after = None if cursor is None else decode_cursor(cursor, (str, str))
         query = q.page(_PAGE, system=tenant is None, keyset=after is not None)
         params = q.page_params(tenant, limit=limit + 1, offset=offset, after=after)
 

@@ -61,8 +61,8 @@ def test_a_lost_connection_is_retried_transparently(catalog: SqlCatalog, postgre
 
 def test_constraint_and_programming_errors_do_not_trip_the_breaker(catalog: SqlCatalog) -> None:
     insert = sa.text(
-        "INSERT INTO workflows (tenant_id, name, version, definition, definition_hash, created_at) "
-        "VALUES ('acme', 'w', 1, '{}', 'h', 1)"
+        "INSERT INTO workflows (id, tenant_id, name, version, definition, definition_hash, "
+        "created_at) VALUES ('w1', 'acme', 'w', 1, '{}', 'h', 1)"
     )
     catalog.db.run("test.insert", "acme", lambda c: c.execute(insert), write=True)
     for _ in range(8):

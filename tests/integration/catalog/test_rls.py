@@ -23,9 +23,9 @@ from servo.errors import CatalogError, TenantIsolationError
 pytestmark = pytest.mark.integration
 
 INSERT = """
-    INSERT INTO executions (tenant_id, execution_id, workspace_id, status, n_tasks, n_succeeded,
-        n_failed, n_skipped, n_cancelled, requested_at, created_at, updated_at)
-    VALUES (%s, %s, 'default', 'RUNNING', 0, 0, 0, 0, 0, 1, 1, 1)
+    INSERT INTO executions (id, tenant_id, execution_id, workspace_id, status, n_tasks,
+        n_succeeded, n_failed, n_skipped, n_cancelled, requested_at, created_at, updated_at)
+    VALUES (md5(random()::text), %s, %s, 'default', 'RUNNING', 0, 0, 0, 0, 0, 1, 1, 1)
 """
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from servo.catalog import ExecutionSpec, migrate_catalog, open_catalog
+from servo.catalog.migrate import HEAD_REVISION
 from servo.config.settings import DatabaseSettings, Settings
 from tests.integration.pg_server import NoServer, answers, start_throwaway
 
@@ -27,7 +28,7 @@ def test_a_throwaway_cluster_starts_serves_the_catalog_and_goes_away(tmp_path: P
         pytest.skip(f"cannot start a throwaway cluster here: {exc}")
     try:
         settings = Settings(home=tmp_path, database=DatabaseSettings(url=cluster.url))
-        assert migrate_catalog(settings) == (None, "0001")
+        assert migrate_catalog(settings) == (None, HEAD_REVISION)
         with open_catalog(settings) as catalog:
             created, _ = catalog.executions.create("acme", ExecutionSpec("run-1"))
             assert catalog.executions.get("acme", "run-1") == created

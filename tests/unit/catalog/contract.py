@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 import uuid
+from functools import partial
 from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ulid import ULID
 
 from servo.catalog import (
     AssetSpec,
@@ -28,6 +30,7 @@ from servo.catalog import (
     TaskSpec,
     WorkflowSpec,
 )
+from servo.catalog.ids import execution_id_of, materialization_id_of
 from servo.errors import CatalogIntegrityError
 from servo.graph.lineage import Edge
 
@@ -227,8 +230,11 @@ class CatalogContract:
             catalog.executions.create(
                 t, ExecutionSpec(f"e{index}", status="RUNNING", requested_at=requested)
             )
-        listed = [e.execution_id for e in catalog.executions.list(t).items]
-        assert listed == ["e0", "e3", "e2", "e1"]  # newest first, ties by id descending
+        executions = catalog.executions.list(t).items
+        tied = sorted((e for e in executions if e.requested_at == 200), key=lambda e: e.id)
+        listed = [e.execution_id for e in executions]
+        # newest first, ties by id descending (ULIDs: a stable, arbitrary tiebreak)
+        assert listed == ["e0", *(e.execution_id for e in reversed(tied)), "e1"]
         assert pages(lambda **kw: catalog.executions.list(t, **kw), 1) == list(
             catalog.executions.list(t).items
         )
@@ -254,28 +260,33 @@ class CatalogContract:
     def test_materializations_record_list_latest_delete(self, catalog: SqlCatalog) -> None:
         t = tenant()
         spec = MaterializationSpec(
-            "e1", "orders", "outputs/orders/e1.json", format="json", row_count=3
+            "e1", "orders", "outputs/orders/e1.json", format="json", row_count=3, finished_at=1000
         )
         first = catalog.materializations.record(t, spec)
         assert catalog.materializations.record(t, spec) == first
-        moved = catalog.materializations.record(t, MaterializationSpec("e1", "orders", "elsewhere"))
+        moved = catalog.materializations.record(
+            t, MaterializationSpec("e1", "orders", "elsewhere", finished_at=1000)
+        )
         assert moved.id == first.id and moved.location == "elsewhere"
         catalog.materializations.record_many(
             t,
             [
-                MaterializationSpec(f"e{i}", "orders" if i % 2 else "report", f"loc-{i}")
+                MaterializationSpec(
+                    f"e{i}", "orders" if i % 2 else "report", f"loc-{i}", finished_at=i * 1000
+                )
                 for i in range(2, 12)
             ]
-            + [MaterializationSpec("e2", "orders", "p-2024", partition_key="2024")],
+            + [MaterializationSpec("e2", "orders", "p-2024", "2024", finished_at=12_000)],
         )
         orders = catalog.materializations.list(t, asset_key="orders").items
+        # newest first: by the time the value was made (the id's time), to the ms
         assert [m.execution_id for m in orders][:2] == ["e2", "e11"]
         assert all(m.asset_key == "orders" for m in orders) and len(orders) == 7
         latest = catalog.materializations.latest(t, "orders", partition_key="2024")
         assert latest is not None and latest.location == "p-2024"
         assert catalog.materializations.latest(t, "report").execution_id == "e10"  # type: ignore[union-attr]
         everything = catalog.materializations.list(t, limit=1000).items
-        assert pages(lambda **kw: catalog.materializations.list(t, **kw), 4) == list(everything)
+        assert pages(partial(catalog.materializations.list, t), 4) == list(everything)
         assert catalog.materializations.delete(t, first.id) is True
         assert catalog.materializations.delete(tenant(), everything[0].id) is False
 
@@ -370,6 +381,46 @@ class CatalogContract:
         with pytest.raises(CatalogIntegrityError):
             catalog.projection.apply(t, batch)
         assert catalog.projection.checkpoint(t, "default") is None  # all or nothing
+
+    # ---------------------------------------------------------------- public ids
+    def test_tenants_inserting_interleaved_share_no_id_sequence(self, catalog: SqlCatalog) -> None:
+        a, b = tenant(), tenant()
+        for index in range(6):
+            for t in (a, b) if index % 2 else (b, a):
+                catalog.assets.upsert(t, AssetSpec(f"asset{index}"))
+                catalog.workflows.register(t, WorkflowSpec(f"wf{index}"))
+                catalog.executions.create(t, ExecutionSpec(f"run{index}", requested_at=index + 1))
+                catalog.materializations.record(
+                    t, MaterializationSpec(f"run{index}", "x", "loc", finished_at=index * 1000)
+                )
+        seen: set[str] = set()
+        for t in (a, b):
+            lists = {
+                "assets": pages(partial(catalog.assets.list, t), 4),
+                "workflows": pages(partial(catalog.workflows.list, t), 4),
+                "executions": pages(partial(catalog.executions.list, t), 4),
+                "values": pages(partial(catalog.materializations.list, t), 4),
+            }
+            for name, records in lists.items():  # pages hold exactly the tenant's rows
+                own = [r for r in records if r.tenant_id == t]
+                assert len(own) == 6, name
+                for record in own:
+                    assert isinstance(record.id, str) and len(record.id) == 26, record
+                    ULID.from_str(record.id)
+                    assert record.id not in seen
+                    seen.add(record.id)
+            runs = [e for e in lists["executions"] if e.tenant_id == t]
+            assert [e.execution_id for e in runs] == [f"run{i}" for i in reversed(range(6))]
+            # derived from the tenant's own facts: nothing in them depends on the other
+            assert [e.id for e in runs] == [
+                execution_id_of(t, e.execution_id, e.requested_at) for e in runs
+            ]
+            values = [m for m in lists["values"] if m.tenant_id == t]
+            assert [m.execution_id for m in values] == [f"run{i}" for i in reversed(range(6))]
+            assert [m.id for m in values] == [
+                materialization_id_of(t, m.execution_id, "x", None, m.finished_at or 0)
+                for m in values
+            ]
 
     # -------------------------------------------------------------------- keyset
     def test_keyset_pages_miss_and_repeat_nothing_while_rows_are_inserted(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from servo.catalog.migrate import HEAD_REVISION
 from servo.cli.main import main
 
 DEFS = '''
@@ -140,9 +141,9 @@ def test_assets_and_lineage_read_the_definitions_when_found_else_the_catalog(
 
 def test_catalog_migrate_and_status(capsys: pytest.CaptureFixture[str]) -> None:
     code, migrated, _ = servo(capsys, "catalog", "migrate", "--home", "h", "--json")
-    assert code == 0 and (migrated["before"], migrated["after"]) == (None, "0001")
+    assert code == 0 and (migrated["before"], migrated["after"]) == (None, HEAD_REVISION)
     code, text, _ = servo(capsys, "catalog", "migrate", "--home", "h")
-    assert code == 0 and "0001 -> 0001" in text
+    assert code == 0 and f"{HEAD_REVISION} -> {HEAD_REVISION}" in text
     code, status, _ = servo(capsys, "catalog", "status", "--home", "h", "--json")
     assert code == 0 and status["backend"] == "sqlite" and status["revision"] == status["head"]
 

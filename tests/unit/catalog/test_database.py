@@ -121,7 +121,14 @@ def test_persistent_transient_failures_open_the_breaker_which_then_fails_fast(
 def test_constraint_violations_warn_and_do_not_trip_the_breaker(db: Database) -> None:
     with db.engine.begin() as connection:
         assets.create(connection)
-    row = {"tenant_id": "acme", "name": "a", "tags": {}, "created_at": 1, "updated_at": 1}
+    row = {
+        "id": "a1",
+        "tenant_id": "acme",
+        "name": "a",
+        "tags": {},
+        "created_at": 1,
+        "updated_at": 1,
+    }
     db.run("test.insert", "acme", lambda c: c.execute(sa.insert(assets), row), write=True)
     assert db.breaker is not None
     for _ in range(8):

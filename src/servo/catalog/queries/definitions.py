@@ -13,7 +13,7 @@ from servo.catalog.schema import asset_dependencies, assets, workflows
 
 # ------------------------------------------------------------------------- assets
 def upsert_assets(insert: InsertFactory) -> Any:
-    """Upsert assets by (tenant, name); params: every column but id."""
+    """Upsert assets by (tenant, name); an existing asset keeps its id."""
     return upsert(
         insert,
         assets,

@@ -28,7 +28,7 @@ def create_execution(insert: InsertFactory) -> Any:
 
 
 def upsert_executions(insert: InsertFactory) -> Any:
-    """Upsert projected executions by (tenant, execution id)."""
+    """Upsert projected executions by (tenant, execution id); a row keeps its id."""
     return upsert(
         insert,
         executions,
@@ -111,7 +111,7 @@ def tasks_of(tenant: Tenant, execution_id: str) -> sa.Select[Any]:
 
 # --------------------------------------------------------------- materializations
 def upsert_materializations(insert: InsertFactory) -> Any:
-    """Upsert by (tenant, execution, asset, partition); params: every column but id."""
+    """Upsert by (tenant, execution, asset, partition); an existing row keeps its id."""
     return upsert(
         insert,
         materializations,
@@ -150,7 +150,7 @@ def latest_materialization(
     return sa.select(m).where(*conditions).order_by(m.c.id.desc()).limit(1)
 
 
-def delete_materialization(tenant: Tenant, materialization_id: int) -> sa.Delete:
+def delete_materialization(tenant: Tenant, materialization_id: str) -> sa.Delete:
     """Delete the tenant's materialization by id."""
     return sa.delete(materializations).where(
         owned(materializations, tenant), materializations.c.id == materialization_id
