@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.fold import EngineState
+from servo.engine.ids import timer_id
 from servo.errors import EngineError
 
 from .strategies import (
@@ -72,6 +73,7 @@ def test_failure_skips_downstream_and_fails_run() -> None:
     assert task(state, "x").status == s.SUCCEEDED
     dep = state.tables["dep_satisfaction"][("run1", "b", "a")]
     assert dep.resolution == s.RESOLUTION_FAILED
+    assert (task(state, "b").deps_satisfied_count, task(state, "c").deps_satisfied_count) == (0, 0)
     assert run_row(state).status == s.RUN_FAILED
     assert (run_row(state).n_failed, run_row(state).n_skipped) == (1, 2)
 
@@ -133,18 +135,71 @@ def test_cancel_folded_before_the_request_still_cancels() -> None:
     assert run_row(state).request_event_id == h.events[0].event_id
 
 
+def _history_with_every_kind_of_event() -> History:
+    """A run with a retried failure, a fired retry timer, a heartbeat check, a running
+    attempt the cancel abandons, and a cancel request."""
+    h = History()
+    h.request(DIAMOND, max_attempts=2)
+    h.run_attempt("a", 1, "failed", retryable=True)
+    h.retry_timer("a", 1)
+    h.run_attempt("a", 2)
+    h.run_attempt("b", 1)
+    aid = h.dispatch("c", 1)
+    h.emit(ev.TaskStarted(worker_id="w"), "c", 1, aid)
+    check = timer_id(TENANT, WORKSPACE, "run1", "c", 1, "heartbeat_check.0")
+    h.emit(ev.TimerRequested(timer_id=check, kind="heartbeat_check", due_at=h.clock), "c", 1)
+    h.emit(ev.TimerFired(timer_id=check), "c", 1)
+    h.emit(ev.RunCancelRequested(reason="user"))
+    h.emit(ev.AttemptAbandoned(reason="cancelled"), "c", 1, aid)
+    return h
+
+
 def test_duplicate_event_is_noop() -> None:
+    h = _history_with_every_kind_of_event()
+    state = fold(h.events)
+    assert [task(state, k).status for k in "abcd"] == [
+        s.SUCCEEDED, s.SUCCEEDED, s.CANCELLED, s.CANCELLED
+    ]  # fmt: skip
+    before = tables_of(state)
+    state.take_changes()
+    state.take_status_changes()
+    for event in h.events:
+        state.apply([event, event])
+        # Nothing changed, so no row may be reported as changed (a spurious delta
+        # would be written to the projections), nor any task status.
+        assert all(rows == [] for rows in state.take_changes().values()), event.type
+        assert state.take_status_changes() == [], event.type
+    state.apply(h.events)
+    assert tables_of(state) == before
+    assert all(rows == [] for rows in state.take_changes().values())
+    assert state.take_status_changes() == []
+
+
+def test_duplicate_of_a_current_event_is_not_counted_stale() -> None:
     h = History()
     h.request(DIAMOND)
     h.run_attempt("a", 1)
     state = fold(h.events)
-    before = tables_of(state)
-    state.take_changes()
     for event in h.events:
-        stats = state.apply([event, event])
-        assert stats.stale_rejected == 0
-    assert tables_of(state) == before
+        assert state.apply([event, event]).stale_rejected == 0
+
+
+def test_the_first_cancel_request_wins() -> None:
+    h = History()
+    h.request({"a": [], "b": ["a"]})
+    first = h.emit(ev.RunCancelRequested(reason="user"), at=5_000_000)
+    later = h.emit(ev.RunCancelRequested(reason="again"), at=9_000_000)
+    for order in ([h.events[0], first, later], [h.events[0], later, first]):
+        state = fold(order)
+        assert run_row(state).cancel_requested_at == 5_000_000
+        assert [task(state, k).finished_at for k in "ab"] == [5_000_000, 5_000_000]
+    # Once the first is folded, a later request changes nothing at all.
+    state = fold([h.events[0], first])
+    state.take_changes()
+    state.take_status_changes()
+    state.apply([later])
     assert all(rows == [] for rows in state.take_changes().values())
+    assert state.take_status_changes() == []
 
 
 def test_out_of_order_events_same_result() -> None:
@@ -208,6 +263,24 @@ def test_duplicate_task_finished_does_not_double_decrement() -> None:
     h.run_attempt("b", 1)
     state.apply(h.events[-5:])
     assert (task(state, "c").deps_satisfied_count, task(state, "c").status) == (2, s.READY)
+
+
+def test_only_successful_edges_count_as_satisfied() -> None:
+    h = History()
+    h.request({"a": [], "b": [], "c": ["b"], "d": ["a", "b", "c"]})
+    h.run_attempt("a", 1)
+    h.run_attempt("b", 1, "failed")
+    for order in (h.events, list(reversed(h.events))):
+        state = fold(order)
+        resolutions = {
+            up: state.tables["dep_satisfaction"][("run1", "d", up)].resolution for up in "abc"
+        }
+        assert resolutions == {
+            "a": s.RESOLUTION_SUCCESS, "b": s.RESOLUTION_FAILED, "c": s.RESOLUTION_SKIPPED
+        }  # fmt: skip
+        d = task(state, "d")
+        assert (d.status, d.deps_satisfied_count, d.deps_total) == (s.SKIPPED, 1, 3)
+        assert task(state, "c").deps_satisfied_count == 0
 
 
 def test_events_of_another_scope_are_refused() -> None:
