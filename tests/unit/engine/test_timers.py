@@ -8,6 +8,7 @@ from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.controllers.timers import TimerSettings, fire_due_timers, request_timers
 from servo.engine.fold import EngineState
+from servo.engine.ids import timer_id
 from servo.engine.timer_wheel import TimerWheel
 from servo.observability import metrics
 
@@ -41,7 +42,10 @@ def test_retry_timer_respects_watermark_freshness() -> None:
     (requested,) = request(state, now=h.clock)
     assert isinstance(requested.payload, ev.TimerRequested)
     assert requested.payload.kind == "retry"
+    assert requested.payload.timer_id == timer_id(TENANT, WORKSPACE, "run1", "a", 1, "retry")
     state.apply([requested])
+    # The timer is a function of its cause: asking again later finds it, adds none.
+    assert request(state, now=h.clock + 60_000_000) == []
     due = requested.payload.due_at
     before = metrics.sample("servo_timers_rescheduled_total", {"kind": "retry"})
     # Due, but the projection is older than the due time: hold back, do not act.
@@ -54,6 +58,12 @@ def test_retry_timer_respects_watermark_freshness() -> None:
     assert lagging == [] and [e.type for e in events] == ["TimerFired"]
     state.apply(events)
     assert state.task("run1", "a").status == s.READY  # type: ignore[union-attr]
+    # Delivered again (at-least-once), the timer fires once: nothing changes.
+    state.take_changes()
+    later = h.emit(ev.TimerFired(timer_id=requested.payload.timer_id), "a", 1, at=due + 3)
+    state.apply([*events, later])
+    assert all(rows == [] for rows in state.take_changes().values())
+    assert timers_of(state)[requested.payload.timer_id].fired_at == events[0].emitted_at
 
 
 def test_heartbeat_check_guards_against_compaction_lag() -> None:
@@ -66,7 +76,11 @@ def test_heartbeat_check_guards_against_compaction_lag() -> None:
     assert isinstance(check.payload, ev.TimerRequested)
     assert check.payload.kind == "heartbeat_check"
     assert check.payload.due_at == 11_000_000
+    assert check.payload.timer_id == timer_id(
+        TENANT, WORKSPACE, "run1", "a", 1, "heartbeat_check.0"
+    )
     state.apply([check])
+    assert request(state, now=5_000_000) == []  # requested once, whatever the time
     # The worker did heartbeat at 9 s, but that event is not compacted yet (the
     # watermark lags at 8 s). Acting now would kill a healthy attempt.
     late_beat = h.emit(ev.TaskHeartbeat(), "a", 1, aid, at=9_000_000)
@@ -81,7 +95,9 @@ def test_heartbeat_check_guards_against_compaction_lag() -> None:
     # The next check is due a heartbeat timeout after the last beat.
     (next_check,) = request(state, now=11_600_000)
     assert next_check.payload.due_at == 19_000_000  # type: ignore[attr-defined]
-    assert next_check.payload.timer_id != check.payload.timer_id  # type: ignore[attr-defined]
+    assert next_check.payload.timer_id == timer_id(  # type: ignore[attr-defined]
+        TENANT, WORKSPACE, "run1", "a", 1, "heartbeat_check.1"
+    )
 
 
 def test_missed_heartbeat_ends_the_attempt_and_redelivers() -> None:
