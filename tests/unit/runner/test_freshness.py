@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from servo import Definitions, asset
-from servo.engine.runner import EmbeddedRunner, _Events
+from servo.dispatch.base import EnqueueOutcome
+from servo.engine import schema as s
+from servo.engine.events import Event, TaskHeartbeat, TaskStarted
+from servo.engine.runner import EmbeddedRunner, RunnerOptions, _Events
 from servo.storage.local import LocalObjectStore
 
 
@@ -27,3 +32,48 @@ def test_a_partial_drain_of_a_backlog_does_not_advance_the_watermark(tmp_path: P
         assert runner._drained_at == 1_000_000, "reports put before now are still queued"
         runner._drain()
         assert runner._reports.empty() and runner._drained_at == 2_000_000
+
+
+def test_a_heartbeat_check_due_during_a_backlog_waits_for_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check is due, the clock says so, but a heartbeat still queued behind a
+    backlog would change its decision: it must wait instead of giving the attempt up."""
+    now = [1_000_000]
+    store = LocalObjectStore(tmp_path / "home", fsync=False)
+    options = RunnerOptions(heartbeat_interval_s=5.0, heartbeat_timeout_s=30.0)
+    with EmbeddedRunner(store, Definitions(assets=[one]), options, clock=lambda: now[0]) as runner:
+        monkeypatch.setattr(runner._dispatcher, "enqueue", lambda _: EnqueueOutcome.CREATED)
+        run_id = runner.start_run().run_id
+        runner._drain()
+        runner._control(run_id)
+        runner._flush()
+        runner._dispatch(run_id)
+        task = runner.state.task(run_id, "one")
+        assert task is not None and task.attempt_id is not None
+        scope = {"tenant_id": "default", "workspace_id": "default", "run_id": run_id,
+                 "task_key": "one", "attempt": 1, "attempt_id": task.attempt_id}  # fmt: skip
+        started = Event.new(TaskStarted(worker_id="w"), emitted_at=now[0], **scope)
+        runner._reports.put(_Events([started], written=False))
+        runner._drain()
+        runner._control(run_id)  # requests the heartbeat check, due at 31 s
+        runner._flush()
+        for _ in range(200):  # a backlog; the heartbeat of 25 s waits behind it
+            runner._reports.put(_Events([], written=True))
+        beat = Event.new(TaskHeartbeat(), emitted_at=25_000_000, **scope)
+        runner._reports.put(_Events([beat], written=False))
+        now[0] = 32_000_000
+        runner._drain()
+        runner._control(run_id)
+        task = runner.state.task(run_id, "one")
+        assert task is not None and (task.status, task.attempt) == (s.RUNNING, 1)
+        now[0] += 10_000  # the held-back check is delivered again
+        runner._drain()  # the rest of the backlog, and the heartbeat
+        runner._control(run_id)  # fires the check, which finds the attempt healthy
+        task = runner.state.task(run_id, "one")
+        assert task is not None and (task.status, task.attempt) == (s.RUNNING, 1)
+        assert task.heartbeat_at == 25_000_000
+        checks = sorted((t.timer_id[-17:], t.status) for t in runner.state.rows("timers"))
+        assert checks == [
+            ("heartbeat_check.0", s.TIMER_FIRED), ("heartbeat_check.1", s.TIMER_SCHEDULED)
+        ]  # fmt: skip

@@ -1,0 +1,80 @@
+"""The runner hands its pool only PENDING outbox rows that are not in flight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from servo import Definitions, asset
+from servo.dispatch.base import EnqueueOutcome
+from servo.dispatch.request import TaskRequest
+from servo.engine import schema as s
+from servo.engine.runner import EmbeddedRunner
+from servo.storage.local import LocalObjectStore
+
+
+@asset
+def one() -> int:
+    return 1
+
+
+def _runner_with_recorded_enqueues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[EmbeddedRunner, list[str], str]:
+    """A runner whose pool records what it is handed (and runs nothing); its run's
+    only task is DISPATCHED with a PENDING outbox row."""
+    runner = EmbeddedRunner(
+        LocalObjectStore(tmp_path / "home", fsync=False), Definitions(assets=[one])
+    )
+    handed: list[str] = []
+
+    def enqueue(request: TaskRequest) -> EnqueueOutcome:
+        handed.append(request.dispatch_id)
+        return EnqueueOutcome.CREATED
+
+    monkeypatch.setattr(runner._dispatcher, "enqueue", enqueue)
+    run_id = runner.start_run().run_id
+    runner._drain()
+    runner._control(run_id)
+    runner._flush()
+    task = runner.state.task(run_id, "one")
+    assert task is not None and task.status == s.DISPATCHED
+    return runner, handed, run_id
+
+
+def _outbox_status(runner: EmbeddedRunner, run_id: str) -> str:
+    (row,) = [r for r in runner.state.rows("dispatch_outbox") if r.run_id == run_id]
+    return row.status
+
+
+def test_an_enqueued_outbox_row_is_not_enqueued_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, handed, run_id = _runner_with_recorded_enqueues(tmp_path, monkeypatch)
+    with runner:
+        runner._dispatch(run_id)
+        assert len(handed) == 1 and _outbox_status(runner, run_id) == s.OUTBOX_ENQUEUED
+        # The pool let the attempt go without a report (held back by a stop); the task
+        # is looked at again. Its row is ENQUEUED: only a PENDING row is handed over.
+        runner._inflight.clear()
+        runner._pending.add((run_id, "one"))
+        runner._dispatch(run_id)
+        assert len(handed) == 1
+
+
+def test_a_pending_outbox_row_in_flight_is_not_enqueued_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, handed, run_id = _runner_with_recorded_enqueues(tmp_path, monkeypatch)
+    with runner:
+        task = runner.state.task(run_id, "one")
+        assert task is not None
+        # The pool holds the attempt already (its DispatchEnqueued is not folded yet).
+        runner._inflight.add(runner._dispatch_id(run_id, task))
+        runner._dispatch(run_id)
+        assert handed == [] and _outbox_status(runner, run_id) == s.OUTBOX_PENDING
+        runner._inflight.clear()
+        runner._pending.add((run_id, "one"))
+        runner._dispatch(run_id)
+        assert len(handed) == 1 and _outbox_status(runner, run_id) == s.OUTBOX_ENQUEUED
