@@ -214,6 +214,18 @@ def test_out_of_order_events_same_result() -> None:
     assert arrow_tables_of(fold(shuffled, batches=[3, 7])) == arrow_tables_of(in_order)
 
 
+def test_two_requests_of_one_run_fold_to_the_earlier_in_any_order() -> None:
+    h = History()
+    first = h.request({"a": []})
+    assert isinstance(first.payload, ev.RunRequested)
+    # A second writer raced on the same run with another request.
+    second = h.emit(ev.RunRequested(tasks=first.payload.tasks, idempotency_key="other"))
+    forward, backward = fold([first, second]), fold([second, first])
+    assert arrow_tables_of(forward) == arrow_tables_of(backward)
+    run = run_row(backward)
+    assert (run.request_event_id, run.idempotency_key) == (first.event_id, "key-run1")
+
+
 def test_stale_attempt_event_is_rejected() -> None:
     h = History()
     h.request({"a": [], "b": ["a"]}, max_attempts=3)
