@@ -242,6 +242,28 @@ MUTANTS: tuple[Mutant, ...] = (
         "if n < before",
         (
             "tests/unit/worker/test_result_reuse_properties.py",
+            "tests/unit/worker/test_runtime_stop.py",
+            "tests/unit/runner/test_timeout_results.py",
+        ),
+    ),
+    Mutant(
+        "last-folded-run-request-wins",
+        "of two RunRequested for one run, the one folded last wins (order-dependent)",
+        FOLD,
+        "                if _earlier(event.order_key, (run.requested_at, run.request_event_id)):",
+        "                if True:",
+        FOLD_TESTS,
+    ),
+    Mutant(
+        "recorded-result-of-lost-worker-ignored",
+        "a redelivered attempt ignores the result its lost predecessor recorded and "
+        "runs the asset again (effects twice)",
+        "servo/worker/runtime.py",
+        "for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):",
+        "for attempt_id in (request.attempt_id,):",
+        (
+            "tests/unit/worker/test_result_reuse_properties.py",
+            "tests/unit/worker/test_runtime_stop.py",
             "tests/unit/runner/test_timeout_results.py",
         ),
     ),

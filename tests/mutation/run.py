@@ -136,7 +136,7 @@ def _check_patches(mutants: list[Mutant]) -> int:
             shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
             problem = _apply(mutant, src)
         broken += problem is not None
-        print(f"{mutant.name:32} {'applies' if problem is None else problem}")
+        print(f"{mutant.name:40} {'applies' if problem is None else problem}")
     return 1 if broken else 0
 
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for m in MUTANTS:
-            print(f"{m.name:32} {m.path:36} {m.why}")
+            print(f"{m.name:40} {m.path:36} {m.why}")
         return 0
     unknown = set(args.names) - {m.name for m in MUTANTS}
     if unknown:
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check_patches(chosen)
     every_target = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
     baseline = run_one(None, every_target)
-    print(f"{'(baseline)':32} {baseline.outcome:12} {baseline.seconds:5.1f}s {baseline.detail}")
+    print(f"{'(baseline)':40} {baseline.outcome:12} {baseline.seconds:5.1f}s {baseline.detail}")
     if baseline.outcome != "PASSED":
         print("the targeted tests fail without any mutant: fix them first", file=sys.stderr)
         return 2
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for mutant in chosen:
         verdict = run_one(mutant, mutant.tests)
         verdicts.append(verdict)
-        print(f"{verdict.mutant:32} {verdict.outcome:12} {verdict.seconds:5.1f}s {verdict.detail}",
+        print(f"{verdict.mutant:40} {verdict.outcome:12} {verdict.seconds:5.1f}s {verdict.detail}",
               flush=True)  # fmt: skip
     killed = sum(v.outcome == "KILLED" for v in verdicts)
     print(f"\n{killed}/{len(verdicts)} mutants killed")
