@@ -119,3 +119,17 @@ def test_catalog_migrate_on_a_full_disk_says_so(tmp_path: Path) -> None:
     home.mkdir()
     line = one_error(run_full(RUN_FITS, "catalog", "migrate", "--home", str(home)))
     assert str(home / "catalog.db") in line and "free space" in line
+
+
+def test_doctor_on_a_full_disk_says_so_and_repair_moves_nothing(
+    full_then_freed: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, _ = full_then_freed
+    checked = run_full(NOTHING_FITS, "doctor", "--home", str(home), "--json")
+    assert checked.returncode == 1, checked.stderr
+    (finding,) = json.loads(checked.stdout)["findings"]
+    assert finding["kind"] == "catalog_unwritable" and "free space" in finding["message"]
+    repaired = run_full(NOTHING_FITS, "doctor", "--repair", "--home", str(home))
+    assert "Traceback" not in repaired.stderr
+    assert not (home / "quarantine").exists(), "a healthy catalog was moved aside"
+    assert run("doctor", "--home", str(home)).returncode == 0  # space again: healthy

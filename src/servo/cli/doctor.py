@@ -113,8 +113,12 @@ def _print_report(report: DoctorReport, *, repairing: bool) -> None:
         typer.echo(f"  {finding.kind}: {finding.message}{where}{runs_of}")
     from servo.maintenance.doctor import FindingKind
 
-    home_kinds = {FindingKind.HOME_MISSING, FindingKind.HOME_UNUSABLE}
-    if not repairing and any(f.kind not in home_kinds for f in report.findings):
+    unrepairable = {
+        FindingKind.HOME_MISSING,
+        FindingKind.HOME_UNUSABLE,
+        FindingKind.CATALOG_UNWRITABLE,
+    }
+    if not repairing and any(f.kind not in unrepairable for f in report.findings):
         typer.echo(f"run 'servo doctor --home {report.home} --repair' to repair it")
 
 

@@ -1,5 +1,9 @@
 """The catalog part of ``servo doctor``: it opens, is current, and agrees on runs.
 
+A catalog whose disk is full (or otherwise refuses writes) is reported as
+unwritable, not damaged: moving it aside would not help, freeing space does, and
+the catalog catches up from the projections by itself afterwards.
+
 A catalog is checked when one is configured: ``database.url``, or the SQLite file
 ``{home}/catalog.db`` when it exists (a home whose first run has not projected yet
 has none, which is not a problem). The SQLite file is inspected without being
@@ -18,8 +22,8 @@ import sqlalchemy as sa
 
 from servo.catalog.catalog import catalog_url, open_catalog
 from servo.catalog.migrate import HEAD_REVISION, stored_revision
-from servo.catalog.sqlite import create_sqlite_engine
-from servo.errors import CatalogError
+from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine
+from servo.errors import CatalogDiskError, CatalogError
 from servo.maintenance.doctor import (
     CATALOG_FILE,
     Finding,
@@ -54,8 +58,19 @@ def check_catalog(settings: Settings, scopes: Sequence[ScopeCheck]) -> list[Find
     try:
         with open_catalog(settings) as catalog:
             return [f for check in scopes for f in _compare_runs(catalog, check, where)]
+    except CatalogDiskError as exc:
+        return [_unwritable(str(exc), where)]
     except CatalogError as exc:
         return [Finding(FindingKind.CATALOG_DAMAGED, f"the catalog cannot be read: {exc}", where)]
+
+
+def _unwritable(detail: str, path: str) -> Finding:
+    return Finding(
+        FindingKind.CATALOG_UNWRITABLE,
+        f"the catalog cannot be written ({detail}): the disk may be full; free space on "
+        "it (nothing needs repair: the catalog catches up by itself)",
+        path,
+    )
 
 
 def _sqlite_problem(url: str, timeout_s: float) -> Finding | None:
@@ -67,6 +82,8 @@ def _sqlite_problem(url: str, timeout_s: float) -> Finding | None:
             connection.exec_driver_sql("PRAGMA quick_check").all()
     except sa.exc.SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if SqliteBackend().is_disk_error(exc):
+            return _unwritable(detail, path)
         return Finding(FindingKind.CATALOG_DAMAGED, f"the catalog is damaged ({detail})", path)
     finally:
         engine.dispose()

@@ -63,6 +63,8 @@ class FindingKind(StrEnum):
     CATALOG_DAMAGED = "catalog_damaged"
     CATALOG_OUTDATED = "catalog_outdated"
     CATALOG_DISAGREES = "catalog_disagrees"
+    #: The catalog cannot be written (full disk): nothing to repair, space to free.
+    CATALOG_UNWRITABLE = "catalog_unwritable"
 
 
 #: Findings about the catalog (repaired by rebuilding it).

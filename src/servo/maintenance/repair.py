@@ -129,6 +129,9 @@ def repair_home(
     if any(f.kind == FindingKind.HOME_MISSING for f in report.findings):
         result.notes.append("there is no home to repair (see the finding)")
         return result
+    if any(f.kind == FindingKind.CATALOG_UNWRITABLE for f in report.findings):
+        result.notes.append("the catalog's disk is full: free space on it (nothing was moved)")
+        return result  # a rebuild would fail on the same disk, after moving it aside
     for check in report.scopes:
         if _repair_scope(store, check, quarantine, result):
             log.info("doctor.projections_rebuilt", tenant_id=check.scope[0], scope=check.scope)
