@@ -7,6 +7,7 @@ ServoError
 │   └── CycleError              a dependency cycle (names one cycle path)
 ├── SelectionError              an asset selection that matches nothing or does not parse
 ├── HomeError                   a Servo home that cannot be used (a file, read-only, no parent)
+├── HomeBusyError               another live process drives runs on the home (exit code 75)
 ├── StorageError                object store failures, backend-neutral
 │   ├── ObjectExistsError       a create-only write found the object already there
 │   ├── PreconditionFailedError a conditional write lost (generation mismatch)
@@ -130,6 +131,16 @@ class LedgerWriteError(EngineError):
 
 class RunBusyError(EngineError):
     """Another live process drives the run (it holds the run's lock); names the run."""
+
+
+class HomeBusyError(ServoError):
+    """Another live process drives runs on the home (it holds the home lock).
+
+    The command line exits with `exit_code` (EX_TEMPFAIL: try again later), not the
+    usage code: nothing is wrong with the command, the home is busy.
+    """
+
+    exit_code = 75
 
 
 class CircuitOpenError(ServoError):

@@ -61,8 +61,8 @@ def test_cancel_stops_a_running_materialize(tmp_path: Path) -> None:
             time.sleep(0.02)
         run_id = run_id_for_key("default", "default", "to-cancel")
         busy = run("runs", "resume", run_id, "--home", str(home), MARK=str(mark))
-        assert busy.returncode == 2  # one driver per run (the run lock)
-        assert f"error: run {run_id} is being driven by another process (pid " in busy.stderr
+        assert busy.returncode == 75  # one driver per home (the home lock)
+        assert f"error: another servo process (pid {driver.pid}: " in busy.stderr
         cancelled = run("runs", "cancel", run_id, "--home", str(home), "--json")
         assert cancelled.returncode == 0, cancelled.stderr
         assert json.loads(cancelled.stdout)["cancel"] == "requested"

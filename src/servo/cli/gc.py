@@ -5,7 +5,8 @@ keeps runs requested in the last DAYS days (``--as-of`` moves "now"); a value
 outside both is removed unless an unfinished or retained run pins it or it is the
 latest materialization of its asset. ``--dry-run`` prints what would be removed
 and removes nothing. Every collection writes ``gc/{id}.json`` in the home first.
-Exit codes: 0, or 2 for usage, configuration and home errors.
+Exit codes: 0, 2 for usage, configuration and home errors, 75 when another process
+holds the home lock (`servo.engine.home_lock`; a dry run takes no lock).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def gc(
     as_json: JsonOption = False,
 ) -> None:
     """Remove stored values of old runs that nothing needs any more."""
+    from servo.engine.home_lock import HomeLock
     from servo.maintenance.gc import Retention, collect, plan_gc
     from servo.storage.factory import open_store
     from servo.storage.home import check_home
@@ -63,8 +65,12 @@ def gc(
         options["as_of"] = _epoch_us(as_of)
     retention = Retention(**options)
     store = open_store(settings.storage, settings.home)
-    plan = plan_gc(store, retention, tenant)
-    record = None if dry_run else collect(store, plan)
+    if dry_run:
+        plan, record = plan_gc(store, retention, tenant), None
+    else:  # no run may pin a value between the plan and the removal
+        with HomeLock(settings.home, "servo gc"):
+            plan = plan_gc(store, retention, tenant)
+            record = collect(store, plan)
     if as_json:
         from servo.cli.render import write_json
 

@@ -223,13 +223,15 @@ def _runner(
     tenant: str,
     concurrency: int,
     processes: bool,
+    purpose: str,
 ) -> AbstractContextManager[EmbeddedRunner]:
-    """An embedded runner for the home, publishing into the catalog (as materialize's)."""
+    """An embedded runner for the home, publishing into the catalog (as materialize's),
+    holding the home lock (`purpose`: the command, for a refused one's message)."""
     from servo.embedded.session import RunRequest, open_runner, runner_options
 
     request = RunRequest(tenant=tenant, concurrency=concurrency, processes=processes)
     options = runner_options(definitions, request, settings)
-    return open_runner(definitions, options, store, settings)
+    return open_runner(definitions, options, store, settings, purpose=purpose)
 
 
 def _open(
@@ -260,9 +262,8 @@ def resume_run(
     from servo.engine.runner import RunStart
 
     settings, store, definitions = _open(ctx, home, tenant, run_id, defs)
-    opened = _runner(
-        settings, store, definitions, tenant=tenant, concurrency=concurrency, processes=processes
-    )
+    opened = _runner(settings, store, definitions, tenant=tenant, concurrency=concurrency,
+                     processes=processes, purpose="servo runs resume")  # fmt: skip
     with opened as runner:
         found = runner.state.run(run_id)
         assert found is not None  # its request object exists and was folded
@@ -324,9 +325,8 @@ def retry_run(
 ) -> None:
     """Re-run the failed, skipped and cancelled assets of a run, as a new run."""
     settings, store, definitions = _open(ctx, home, tenant, run_id, defs)
-    opened = _runner(
-        settings, store, definitions, tenant=tenant, concurrency=concurrency, processes=processes
-    )
+    opened = _runner(settings, store, definitions, tenant=tenant, concurrency=concurrency,
+                     processes=processes, purpose="servo runs retry")  # fmt: skip
     with opened as runner:
         found = runner.state.run(run_id)
         assert found is not None

@@ -1,7 +1,8 @@
 """The ``servo`` command: ``plan``, ``lineage``, ``assets``, ``materialize``, ``runs``.
 
 Exit codes: 0 on success; 2 for usage errors and for definition, selection or
-configuration errors (any `ServoError`), which print one line to stderr,
+configuration errors (any `ServoError`; 75, EX_TEMPFAIL, when another process holds
+the home lock: `servo.engine.home_lock`), which print one line to stderr,
 ``error: <message>``, and no traceback. With ``--json`` anywhere on the command
 line the same errors are one JSON document on stdout instead,
 ``{"error": "<kind>", "message": "..."}``, with the same exit codes; the kind is
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="servo", standalone_mode=False)
     except ServoError as exc:
-        return _fail(str(exc), error_kind(exc), as_json)
+        return _fail(str(exc), error_kind(exc), as_json, getattr(exc, "exit_code", EXIT_USAGE))
     except typer.Abort:
         if not as_json:
             sys.stderr.write("aborted\n")

@@ -166,12 +166,33 @@ def open_runner(
     options: RunnerOptions,
     store: ObjectStore,
     settings: Settings | None,
+    *,
+    purpose: str = "servo materialize",
 ) -> Iterator[EmbeddedRunner]:
     """An `EmbeddedRunner` projecting into the home's catalog (none when `settings` is None).
 
-    The catalog is opened, and the definitions registered, before the runner starts;
-    both are closed when the context ends.
+    With a home (`settings`), the home lock (`servo.engine.home_lock`) is taken first,
+    before any state is read or the catalog opened, and held until the context ends;
+    `purpose` is what the lock file says the holder does. The catalog is opened, and
+    the definitions registered, before the runner starts; both are closed when the
+    context ends.
+
+    Raises:
+        HomeBusyError: another live process drives runs on the home.
     """
+    from servo.engine.home_lock import HomeLock
+
+    lock = nullcontext() if settings is None else HomeLock(settings.home, purpose)
+    with lock:
+        yield from _runner_in(definitions, options, store, settings)
+
+
+def _runner_in(
+    definitions: Definitions,
+    options: RunnerOptions,
+    store: ObjectStore,
+    settings: Settings | None,
+) -> Iterator[EmbeddedRunner]:
     from servo.engine.runner import EmbeddedRunner
 
     tenant = options.tenant_id

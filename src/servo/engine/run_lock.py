@@ -36,6 +36,38 @@ def lock_path(lock_dir: Path, tenant_id: str, workspace_id: str, run_id: str) ->
     return Path(lock_dir) / tenant_id / workspace_id / f"{run_id}.lock"
 
 
+def try_flock(path: Path, content: str) -> int | None:
+    """Take an exclusive, non-blocking `flock` on `path` and write `content` into it.
+
+    Returns the open descriptor (closing it releases the lock), or None when another
+    open file holds the lock (another process, or another lock object in this one).
+    The parent directories are created.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, content.encode())
+    return fd
+
+
+def holder_pid(path: Path) -> int | None:
+    """The pid on the first line of a lock file, when readable (informational only)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    first = text.partition("\n")[0].strip()
+    return int(first) if first.isdigit() else None
+
+
 class RunLock:
     """An exclusive, non-blocking lock on one run's lock file.
 
@@ -54,22 +86,9 @@ class RunLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if no other process holds it; True when taken (or held already)."""
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return True
+        if self._fd is None:
+            self._fd = try_flock(self.path, f"{os.getpid()}\n")
+        return self._fd is not None
 
     def acquire(self, run_id: str) -> None:
         """Take the lock or fail with a message naming the process that holds it.
@@ -94,11 +113,7 @@ class RunLock:
 
     def holder_pid(self) -> int | None:
         """The pid the holder wrote, when readable (informational only)."""
-        try:
-            text = self.path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return int(text) if text.isdigit() else None
+        return holder_pid(self.path)
 
     def __enter__(self) -> RunLock:
         return self

@@ -1,0 +1,36 @@
+"""The home lock: one holder at a time, a clear message naming it, released on close."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from servo.engine.home_lock import HomeLock, home_lock_path
+from servo.errors import HomeBusyError
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid_and_purpose(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with HomeLock(home, "servo materialize") as held:
+        assert held.held and home_lock_path(home).is_file()
+        other = HomeLock(home, "servo gc")
+        with pytest.raises(HomeBusyError) as refused:
+            other.acquire()
+        assert not other.held
+        message = str(refused.value)
+        assert message.startswith(
+            f"another servo process (pid {os.getpid()}: servo materialize) is running on {home}"
+        )
+        assert "servo runs cancel RUN_ID" in message and "\n" not in message
+        assert refused.value.exit_code == 75
+    with HomeLock(home, "servo gc") as after:  # released when the first one closed
+        assert after.holder() == (os.getpid(), "servo gc")
+
+
+def test_an_unreadable_lock_file_still_gives_a_message(tmp_path: Path) -> None:
+    with HomeLock(tmp_path, "servo materialize"):
+        home_lock_path(tmp_path).write_bytes(b"\xff\xfe")
+        with pytest.raises(HomeBusyError, match=r"^another servo process is running on "):
+            HomeLock(tmp_path, "servo gc").acquire()
