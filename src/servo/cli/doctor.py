@@ -1,4 +1,9 @@
-"""``servo doctor [--repair]``: check a Servo home, and repair it.
+"""``servo doctor [--repair | --rebuild]``: check a Servo home, and repair it.
+
+``--rebuild`` rebuilds every scope's projections, and the catalog when there is one,
+from the ledger alone even when the home is healthy (disaster recovery; what is
+unreadable is quarantined first, as with ``--repair``). Both hold the home lock
+(`servo.engine.home_lock`): another process driving runs makes them exit 75.
 
 Exit codes: 0 when the home is healthy (after the repair, with ``--repair``), 1 when
 problems were found (or remain), 2 for usage and configuration errors. ``--json``
@@ -12,6 +17,8 @@ The checks and the repair are `servo.maintenance.doctor` and
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -44,6 +51,14 @@ def doctor(
             "and the catalog from the ledger.",
         ),
     ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Rebuild the projections and the catalog from the ledger alone, even "
+            "when the home is healthy (disaster recovery); implies --repair.",
+        ),
+    ] = False,
     defs: Annotated[
         str | None,
         typer.Option(
@@ -65,22 +80,29 @@ def doctor(
     if home is not None:
         settings = settings.model_copy(update={"home": home})
     store = open_store(settings.storage, settings.home)
-    report = diagnose_home(settings, store, tenant)
-    payload: dict[str, Any] = report.to_json()
-    healthy = report.healthy
-    if repair and not report.healthy:
-        from servo.maintenance.repair import repair_home
+    writing = repair or rebuild
+    lock: AbstractContextManager[object] = nullcontext()
+    if writing and Path(settings.home).is_dir():  # a missing home is reported, not made
+        from servo.engine.home_lock import HomeLock
 
-        result = repair_home(settings, store, report, _definitions(defs))
-        after = diagnose_home(settings, store, tenant)
-        payload["repair"] = result.to_json()
-        payload["after"] = after.to_json()
-        healthy = after.healthy
-        if not as_json:
-            _print_report(report, repairing=True)
-            _print_repair(result, after)
-    elif not as_json:
-        _print_report(report, repairing=False)
+        lock = HomeLock(settings.home, f"servo doctor --{'rebuild' if rebuild else 'repair'}")
+    with lock:
+        report = diagnose_home(settings, store, tenant)
+        payload: dict[str, Any] = report.to_json()
+        healthy = report.healthy
+        if rebuild or (repair and not report.healthy):
+            from servo.maintenance.repair import repair_home
+
+            result = repair_home(settings, store, report, _definitions(defs), rebuild=rebuild)
+            after = diagnose_home(settings, store, tenant)
+            payload["repair"] = result.to_json()
+            payload["after"] = after.to_json()
+            healthy = after.healthy
+            if not as_json:
+                _print_report(report, repairing=True)
+                _print_repair(result, after)
+        elif not as_json:
+            _print_report(report, repairing=False)
     if as_json:
         from servo.cli.render import write_json
 

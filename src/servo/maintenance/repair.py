@@ -11,6 +11,11 @@ For each scope, in this order:
    disagreed with the replay: `Compactor.rebuild` folds every readable ledger object
    from scratch and publishes the result as base files of the next generation.
 
+With ``rebuild`` (``servo doctor --rebuild``, disaster recovery) every scope's
+projections are rebuilt from the ledger alone, whatever was found, and so is the
+catalog when there is one: the result equals what the runs published incrementally,
+row by row (a full replay of the ledger, which the incremental publishes must equal).
+
 Then, when the catalog had a problem, **rebuild the catalog** from the ledger: the
 SQLite file (and its WAL files) is moved aside, a fresh catalog is created and every
 scope's projections are projected into it (`servo.catalog.projector.CatalogProjector`);
@@ -112,6 +117,8 @@ def repair_home(
     store: ObjectStore,
     report: DoctorReport,
     definitions: Definitions | None = None,
+    *,
+    rebuild: bool = False,
 ) -> RepairResult:
     """Repair what `report` found (see the module docstring).
 
@@ -120,6 +127,9 @@ def repair_home(
         store: the home's object store.
         report: a fresh `diagnose_home` report of this home.
         definitions: registered in a rebuilt catalog when given.
+        rebuild: rebuild every scope's projections, and the catalog when there is
+            one, from the ledger alone, whatever the report found (disaster recovery,
+            ``servo doctor --rebuild``); what is unreadable is quarantined first.
     """
     quarantine = Quarantine(store)
     result = RepairResult(quarantine=quarantine.prefix)
@@ -133,11 +143,12 @@ def repair_home(
         result.notes.append("the catalog's disk is full: free space on it (nothing was moved)")
         return result  # a rebuild would fail on the same disk, after moving it aside
     for check in report.scopes:
-        if _repair_scope(store, check, quarantine, result):
+        if _repair_scope(store, check, quarantine, result, rebuild=rebuild):
             log.info("doctor.projections_rebuilt", tenant_id=check.scope[0], scope=check.scope)
     from servo.maintenance.catalog_check import catalog_present
 
-    if any(f.kind in CATALOG_KINDS for f in report.findings):
+    catalog_broken = any(f.kind in CATALOG_KINDS for f in report.findings)
+    if catalog_broken or (rebuild and catalog_present(settings)):
         _rebuild_catalog(settings, store, report, quarantine, definitions, result)
     elif result.rebuilt_projections and catalog_present(settings):
         _reproject(settings, store, result)
@@ -146,7 +157,12 @@ def repair_home(
 
 
 def _repair_scope(
-    store: ObjectStore, check: ScopeCheck, quarantine: Quarantine, result: RepairResult
+    store: ObjectStore,
+    check: ScopeCheck,
+    quarantine: Quarantine,
+    result: RepairResult,
+    *,
+    rebuild: bool,
 ) -> bool:
     for finding in check.findings:
         kind = _QUARANTINED_KINDS.get(finding.kind)
@@ -154,7 +170,7 @@ def _repair_scope(
             quarantine.move(finding.path, kind, finding.run_ids)  # None: it was missing
     _fill_manifest_holes(store, check)
     # Anything wrong with the ledger or the projections: they must be folded afresh.
-    if not any(f.kind in _REBUILD_KINDS for f in check.findings):
+    if not rebuild and not any(f.kind in _REBUILD_KINDS for f in check.findings):
         return False
     tenant_id, workspace_id = check.scope
     compactor = Compactor(store, tenant_id, workspace_id)
