@@ -1,4 +1,5 @@
-"""The ``servo`` command: ``plan``, ``lineage``, ``assets``, ``materialize``, ``runs``.
+"""The ``servo`` command: ``plan``, ``lineage``, ``assets``, ``materialize``, ``runs``,
+and the admin commands ``doctor``, ``gc``, ``backup``, ``restore``, ``catalog``.
 
 Exit codes: 0 on success; 2 for usage errors and for definition, selection or
 configuration errors (any `ServoError`; 75, EX_TEMPFAIL, when another process holds
@@ -84,7 +85,7 @@ def plan(
 
 
 def _register_run_commands() -> None:
-    from servo.cli import catalog, lifecycle, reads, run_logs, run_show, values
+    from servo.cli import backup, catalog, lifecycle, reads, run_logs, run_show, values
     from servo.cli.cancel import cancel_run
     from servo.cli.doctor import doctor
     from servo.cli.gc import gc
@@ -95,6 +96,8 @@ def _register_run_commands() -> None:
     app.command()(materialize)
     app.command("doctor")(doctor)
     app.command("gc")(gc)
+    app.command("backup")(backup.backup_home)
+    app.command("restore")(backup.restore_home)
     runs_app.command("cancel")(cancel_run)
     runs_app.command("resume")(lifecycle.resume_run)
     runs_app.command("retry")(lifecycle.retry_run)

@@ -119,6 +119,7 @@ def repair_home(
     definitions: Definitions | None = None,
     *,
     rebuild: bool = False,
+    create_catalog: bool = False,
 ) -> RepairResult:
     """Repair what `report` found (see the module docstring).
 
@@ -130,6 +131,8 @@ def repair_home(
         rebuild: rebuild every scope's projections, and the catalog when there is
             one, from the ledger alone, whatever the report found (disaster recovery,
             ``servo doctor --rebuild``); what is unreadable is quarantined first.
+        create_catalog: with `rebuild`, create the catalog when there is none yet
+            (``servo restore`` into a new home).
     """
     quarantine = Quarantine(store)
     result = RepairResult(quarantine=quarantine.prefix)
@@ -148,7 +151,7 @@ def repair_home(
     from servo.maintenance.catalog_check import catalog_present
 
     catalog_broken = any(f.kind in CATALOG_KINDS for f in report.findings)
-    if catalog_broken or (rebuild and catalog_present(settings)):
+    if catalog_broken or (rebuild and (create_catalog or catalog_present(settings))):
         _rebuild_catalog(settings, store, report, quarantine, definitions, result)
     elif result.rebuilt_projections and catalog_present(settings):
         _reproject(settings, store, result)
