@@ -188,14 +188,3 @@ def test_the_same_run_is_never_taken_over_from_stale_state(setup: dict[str, Any]
     assert shown.returncode == 0, shown.stderr
     attempts = {a["asset"]: len(a["attempts"]) for a in json.loads(shown.stdout)["assets"]}
     assert attempts == {"first": 1, "slow": 1, "last": 1}
-
-
-def test_the_lock_goes_with_its_process_even_on_kill_9(setup: dict[str, Any]) -> None:
-    tmp, defs, home, env = setup["tmp"], setup["defs"], setup["home"], setup["env"]
-    first = Servo(tmp, "first", ["materialize", "--defs", defs, "--home", home], env)
-    await_file(tmp / "started", first)
-    first.proc.send_signal(signal.SIGKILL)
-    first.finish()
-    write(tmp / "go", "go")
-    after = run("materialize", "--defs", defs, "--home", home, "--json", **env)
-    assert after.returncode == 0, after.stderr

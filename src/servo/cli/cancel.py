@@ -17,7 +17,8 @@ the command tries it without blocking):
 - **finished**: nothing is written; it says so, exit 1.
 
 The lock only sees processes on this machine; a lease in the object store does the
-same for runners on several machines (scale-out), later.
+same for runners on several machines (scale-out), later. The command never takes the
+home lock (`servo.engine.home_lock`): it works while another process drives runs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,21 @@ def test_an_unreadable_lock_file_still_gives_a_message(tmp_path: Path) -> None:
         home_lock_path(tmp_path).write_bytes(b"\xff\xfe")
         with pytest.raises(HomeBusyError, match=r"^another servo process is running on "):
             HomeLock(tmp_path, "servo gc").acquire()
+
+
+def test_the_lock_goes_with_its_process_even_on_kill_9(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys; from servo.engine.home_lock import HomeLock; "
+         f"HomeLock({str(tmp_path)!r}, 'holder').acquire(); print('held', flush=True); "
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(HomeBusyError, match=f"pid {holder.pid}: holder"):
+            HomeLock(tmp_path, "servo materialize").acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate()  # reaps it and closes the pipes
+    with HomeLock(tmp_path, "servo materialize") as lock:  # no stale lock to clean
+        assert lock.held
