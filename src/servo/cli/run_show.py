@@ -30,6 +30,7 @@ _ABANDONED = {
     "cancelled": "cancelled",
     "heartbeat_missed": "lost",
     "worker_lost": "lost",
+    "pool_lost": "pool lost",
 }
 
 

@@ -17,8 +17,10 @@ Rules (ADR 0003):
 - Current attempt ended: SUCCEEDED on success. On failure: CANCELLED if the run was
   cancelled; READY at once when its worker was lost or stopped heartbeating
   (redelivery, which does not use the retry budget, at most `MAX_REDELIVERIES`
-  times); RETRY_WAIT when the error is retryable and attempts remain, READY once
-  that attempt's retry timer fired; FAILED otherwise.
+  times); READY at once when the pool it shared broke through no fault of its own
+  (`pool_lost`: uses neither budget, at most `MAX_POOL_LOSSES` times); RETRY_WAIT
+  when the error is retryable and attempts remain, READY once that attempt's retry
+  timer fired; FAILED otherwise.
 - Current attempt open: RUNNING once started, else DISPATCHED.
 """
 
@@ -33,8 +35,16 @@ from servo.engine.schema import AttemptRow, DepRow, TaskRow, TimerRow
 #: Redeliveries of attempts whose worker was lost, before the loss counts as failure.
 MAX_REDELIVERIES = 3
 WORKER_LOST = "worker_lost"
+#: An attempt's worker process ended because its pool broke (another worker died, or
+#: the pool's manager): redelivered without using the redelivery or retry budget...
+POOL_LOST = "pool_lost"
+#: ...at most this many times (a bound for pool breaks nobody can be blamed for,
+#: e.g. worker processes that die while starting, before they take any attempt).
+MAX_POOL_LOSSES = 20
 #: Abandon reasons that mean "the worker is gone": redelivered, not charged as attempts.
 _LOST_REASONS = frozenset({WORKER_LOST, "heartbeat_missed"})
+#: Attempts whose worker may have recorded a result unseen (see `reusable_attempt_ids`).
+_UNSEEN_REASONS = _LOST_REASONS | {POOL_LOST}
 
 #: How an upstream's terminal status resolves the edges to its downstream tasks.
 RESOLUTION_OF_STATUS = {
@@ -146,12 +156,17 @@ def derive_task(
     )
     if cancel_requested_at is not None:
         return replace(failed, status=s.CANCELLED)
-    lost = sum(1 for a in winners.values() if _worker_lost(a))
-    if _worker_lost(current):
+    lost = sum(1 for a in winners.values() if _abandoned(a, _LOST_REASONS))
+    pooled = sum(1 for a in winners.values() if _abandoned(a, _POOL_LOST))
+    if _abandoned(current, _POOL_LOST):
+        if pooled <= MAX_POOL_LOSSES:
+            return replace(failed, status=s.READY, ready_at=current.end_at)
+        return failed
+    if _abandoned(current, _LOST_REASONS):
         if lost <= MAX_REDELIVERIES:
             return replace(failed, status=s.READY, ready_at=current.end_at)
         return failed
-    if current.retryable and len(winners) - lost < task.max_attempts:
+    if current.retryable and len(winners) - lost - pooled < task.max_attempts:
         fired_at = _retry_fired_at(timers, current.attempt)
         if fired_at is None:
             return replace(failed, status=s.RETRY_WAIT)
@@ -159,24 +174,27 @@ def derive_task(
     return failed
 
 
-def _worker_lost(attempt: AttemptRow) -> bool:
-    return attempt.end_kind == "abandoned" and attempt.error_type in _LOST_REASONS
+_POOL_LOST = frozenset({POOL_LOST})
+
+
+def _abandoned(attempt: AttemptRow, reasons: frozenset[str]) -> bool:
+    return attempt.end_kind == "abandoned" and attempt.error_type in reasons
 
 
 def reusable_attempt_ids(attempts: Iterable[AttemptRow], before: int) -> tuple[str, ...]:
     """Attempts before number `before` whose recorded result a new attempt may report.
 
-    Only attempts the engine gave up because their worker was lost qualify: such a
-    worker may have finished and recorded its result unseen, and reporting it keeps
-    the task's recorded effects exactly-once. An attempt ended for a timeout or a
-    cancel never qualifies, nor one that reported its own end (its result, if any,
-    was already judged). Newest first.
+    Only attempts the engine gave up because their worker was lost (or ended with
+    its pool) qualify: such a worker may have finished and recorded its result
+    unseen, and reporting it keeps the task's recorded effects exactly-once. An
+    attempt ended for a timeout or a cancel never qualifies, nor one that reported
+    its own end (its result, if any, was already judged). Newest first.
     """
     winners = current_attempts(attempts)
     return tuple(
         winners[n].attempt_id
         for n in sorted(winners, reverse=True)
-        if n < before and _worker_lost(winners[n])
+        if n < before and _abandoned(winners[n], _UNSEEN_REASONS)
     )
 
 

@@ -31,7 +31,7 @@ SCHEMA_VERSION = 1
 DependencyType = Literal["data", "metadata", "control"]
 Outcome = Literal["succeeded", "failed"]
 TimerKind = Literal["retry", "heartbeat_check", "task_timeout"]
-AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled", "worker_lost"]
+AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled", "worker_lost", "pool_lost"]
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -224,16 +224,23 @@ class TaskFinished(Payload):
 class AttemptAbandoned(Payload):
     """The engine ended an attempt it gave up on.
 
-    Reasons: ``timeout``, ``heartbeat_missed``, ``cancelled``, and ``worker_lost`` (the
-    process running it is gone, e.g. the embedded runner restarted after a crash).
-    A lost worker is redelivered without using the retry budget, up to
-    `servo.engine.derive.MAX_REDELIVERIES` times.
+    Reasons: ``timeout``, ``heartbeat_missed``, ``cancelled``, ``worker_lost`` (the
+    process running it is gone, e.g. the embedded runner restarted after a crash, or
+    the attempt's own worker process died), and ``pool_lost`` (its worker process
+    was ended because the pool it shared broke: another attempt's worker died, or the
+    pool's manager did; not the attempt's doing). A lost worker is redelivered
+    without using the retry budget, up to `servo.engine.derive.MAX_REDELIVERIES`
+    times; a lost pool is redelivered without using either budget, up to
+    `servo.engine.derive.MAX_POOL_LOSSES` times (ADR 0012).
     """
 
     type_name: ClassVar[str] = "AttemptAbandoned"
     reason: AbandonReason = "timeout"
     #: Whether the retry policy allows another attempt for this reason.
     retryable: bool = False
+    #: What happened, for people (e.g. "worker process exited with code 1 while
+    #: running a"); the attempt's error message. None: "attempt abandoned: REASON".
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -514,7 +514,8 @@ def _set_end(
         row.duration_s = payload.duration_s
     else:
         row.end_kind, row.outcome = "abandoned", "failed"
-        row.error_type, row.error_message = payload.reason, f"attempt abandoned: {payload.reason}"
+        row.error_type = payload.reason
+        row.error_message = payload.detail or f"attempt abandoned: {payload.reason}"
         row.error_traceback, row.retryable = None, payload.retryable
         row.output_location = row.output_format = None
         row.output_size = row.output_rows = None
