@@ -20,6 +20,11 @@ ServoError
 │   │   └── EventDecodeError    a ledger object that is not a valid event
 │   ├── ManifestConflictError   a manifest publish lost the compare-and-swap race
 │   └── RunBusyError            another live process drives the run (its run lock is held)
+├── WorkerPoolError             a local worker process pool broke under an attempt (handed to
+│   │                           the runner as the attempt's result, never raised to users)
+│   ├── WorkerCrashedError      the attempt's own worker process died (names the exit code)
+│   └── PoolLostError           the attempt's worker was ended with its broken pool (another
+│                               worker died, or the pool's manager): not the attempt's doing
 ├── CircuitOpenError            a circuit breaker refused a call: the dependency is presumed down
 ├── AttemptStoppedError         an async asset's coroutine was cancelled (attempt asked to stop)
 ├── RunFailedError              `servo.materialize(..., raise_on_error=True)`: an asset did not
@@ -141,6 +146,18 @@ class HomeBusyError(ServoError):
     """
 
     exit_code = 75
+
+
+class WorkerPoolError(ServoError):
+    """A local worker process pool broke while it held an attempt."""
+
+
+class WorkerCrashedError(WorkerPoolError):
+    """The worker process running the attempt died; the message names its exit code."""
+
+
+class PoolLostError(WorkerPoolError):
+    """The attempt's worker process was ended because its pool broke under others."""
 
 
 class CircuitOpenError(ServoError):

@@ -21,6 +21,10 @@ class EnqueueOutcome(StrEnum):
     ALREADY_EXISTS = "already_exists"
 
 
+class NotStarted(Exception):
+    """The result of an attempt the pool never started because it was held (`hold`)."""
+
+
 class Dispatcher(Protocol):
     """Hands task requests to an execution backend."""
 

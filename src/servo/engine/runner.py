@@ -61,7 +61,14 @@ from servo.engine.recovery import FINDINGS
 from servo.engine.run_lock import RunLock, lock_path
 from servo.engine.snapshot import Snapshot
 from servo.engine.timer_wheel import TimerWheel
-from servo.errors import EngineError, LedgerWriteError, ObjectNotFoundError, StorageError
+from servo.errors import (
+    EngineError,
+    LedgerWriteError,
+    ObjectNotFoundError,
+    PoolLostError,
+    StorageError,
+    WorkerPoolError,
+)
 from servo.graph import select
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -84,6 +91,9 @@ LISTENER_ERRORS = metrics.counter(
 WRITE_HALTS = metrics.counter(
     "servo_runner_ledger_write_halts_total",
     "Runs stopped because their events could not be written to the ledger.",
+)
+RUNTIME_FAILURES = metrics.counter(
+    "servo_runtime_failures_total", "Attempts ended without a report, by reason.", ["reason"]
 )
 RETRIES = metrics.counter(
     "servo_task_retries_total", "Attempts that failed and will be retried.", ["error_type"]
@@ -488,6 +498,7 @@ class EmbeddedRunner:
         written: list[ev.Event] = []
         paths: list[str] = []
         unwritten: list[ev.Event] = []
+        pool_broke = False
         block = timeout > 0
         for _ in range(_MAX_DRAIN):
             try:
@@ -507,11 +518,14 @@ class EmbeddedRunner:
             if isinstance(item.result, NotStarted):
                 continue  # held back by a stop: still open, a resume redelivers it
             if isinstance(item.result, BaseException):
+                pool_broke = pool_broke or isinstance(item.result, WorkerPoolError)
                 unwritten.extend(self._runtime_failed(item.request, item.result))
             else:
                 written.extend(item.result.events)
                 paths.extend(item.result.paths)
         self._fold(written, paths)
+        if pool_broke:  # its workers may have died between a ledger write and its report
+            self._scan_ledger(force=True)
         self._append(unwritten)
         for event in unwritten:
             payload = event.payload
@@ -519,25 +533,31 @@ class EmbeddedRunner:
                 RETRIES.labels(payload.error_type or "unknown").inc()
 
     def _runtime_failed(self, request: TaskRequest, error: BaseException) -> list[ev.Event]:
-        """The runtime could not report (a ledger write failed, a worker died): redeliver."""
-        log.error(
+        """The runtime could not report (a ledger write failed, a worker died): redeliver;
+        as `pool_lost` (free) when its pool broke under it, else `worker_lost` (counted)."""
+        pool_lost = isinstance(error, PoolLostError)
+        reason: ev.AbandonReason = "pool_lost" if pool_lost else "worker_lost"
+        (log.warning if pool_lost else log.error)(
             "runner.runtime_failed",
             run_id=request.run_id,
             task_key=request.task_key,
             attempt_id=request.attempt_id,
+            reason=reason,
             error_type=type(error).__name__,
             error=str(error),
             **self._scope(),
         )
+        RUNTIME_FAILURES.labels(reason).inc()
+        detail = str(error) if isinstance(error, WorkerPoolError) else None
         return [self._abandon(request.run_id, request.task_key, request.attempt,
-                              request.attempt_id, "worker_lost")]  # fmt: skip
+                              request.attempt_id, reason, detail)]  # fmt: skip
 
     def _abandon(
         self, run_id: str, task_key: str, attempt: int, attempt_id: str,
-        reason: ev.AbandonReason,
+        reason: ev.AbandonReason, detail: str | None = None,
     ) -> ev.Event:  # fmt: skip
         return ev.Event.new(
-            ev.AttemptAbandoned(reason=reason),
+            ev.AttemptAbandoned(reason=reason, detail=detail),
             run_id=run_id,
             task_key=task_key,
             attempt=attempt,

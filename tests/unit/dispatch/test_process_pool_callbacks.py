@@ -39,10 +39,11 @@ def test_an_attempt_that_ends_inside_submit_does_not_deadlock_enqueue(tmp_path: 
         process_spec=spec,
         close_timeout_s=0.5,
     )
-    real = dispatcher._processes
-    assert real is not None
-    real.shutdown(wait=False)
-    dispatcher._processes = _FinishedAtOnce()  # type: ignore[assignment]
+    pool = dispatcher._processes
+    assert pool is not None
+    generation = pool._generation_for()
+    generation.executor.shutdown(wait=False)
+    generation.executor = _FinishedAtOnce()  # type: ignore[assignment]
     try:
         worker = threading.Thread(
             target=lambda: [dispatcher.enqueue(request(n)) for n in (1, 2)], daemon=True
@@ -53,5 +54,4 @@ def test_an_attempt_that_ends_inside_submit_does_not_deadlock_enqueue(tmp_path: 
         assert ended == [("A1", "RuntimeError"), ("A2", "RuntimeError")]
         assert dispatcher.pending == 0
     finally:
-        dispatcher._processes = None
         dispatcher.close(0)
