@@ -314,6 +314,10 @@ class ProcessPool:
         channel = generation.channel
         if cause != "manager_died":
             channel.flush(_TEARDOWN_WAIT_S)  # every claim of a started attempt is in
+        with self._lock:  # taken before the shutdown cancels some (not a `hold`)
+            held, generation.attempts = generation.attempts, {}
+            generation.reaped = True
+            claims = {attempt_id: channel.claims.pop(attempt_id, None) for attempt_id in held}
         generation.executor.shutdown(wait=False, cancel_futures=True)
         # After a worker died the executor ends the others itself; a lost manager ends
         # none, and they could not report: end them now.
@@ -321,10 +325,6 @@ class ProcessPool:
         _end_processes(list(generation.workers.values()), wait)
         if cause == "manager_died":
             channel.close(0.0)
-        with self._lock:
-            held, generation.attempts = generation.attempts, {}
-            generation.reaped = True
-            claims = {attempt_id: channel.claims.pop(attempt_id, None) for attempt_id in held}
         for attempt_id, (request, _) in held.items():
             self._done(request, _loss_error(request, cause, claims[attempt_id], codes))
 
