@@ -28,12 +28,17 @@ the repository root (trial ``i`` uses seed ``base + i``; ``--trials 1 --seed S``
 replays one trial)::
 
     python -m tests.chaos.harness --trials 200 --seed 1234
+
+``--mode process`` runs the process-mode faults of `tests.chaos.process_chaos` (kills
+anchored on `TaskStarted`, of worker processes, of the pool's manager) instead, and
+``--soak MINUTES`` runs trials of either mode until the time is up.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -760,6 +765,20 @@ def failure_message(results: Sequence[TrialResult]) -> str:
     )
 
 
+def soak(
+    minutes: float, seed: int, workdir: Path, campaign: Callable[..., Sequence[Any]], **kw: Any
+) -> list[Any]:
+    """Run `campaign` one trial at a time (seeds ``seed``, ``seed + 1``, ...) until
+    `minutes` have passed; every trial's result, in order."""
+    deadline = time.monotonic() + minutes * 60
+    results: list[Any] = []
+    while time.monotonic() < deadline:
+        results.extend(campaign(seed + len(results), 1, workdir, **kw))
+    print(f"soak: {len(results)} trials in {minutes:g} min, "
+          f"{sum(not r.ok for r in results)} failed")  # fmt: skip
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tests.chaos.harness``: a campaign; exit 1 if any trial failed."""
     parser = argparse.ArgumentParser(
@@ -775,17 +794,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--orphan-share", type=float, default=0.5, help="chance a --processes kill orphans")
     add("--workdir", type=Path, default=None, help="where trials run (default: a temp dir)")
     add("--keep", action="store_true", help="keep the directories of passing trials")
+    add("--mode", choices=("sigkill", "process"), default="sigkill",
+        help="sigkill: kill the runner at random points (default); process: process-mode "
+             "faults (tests.chaos.process_chaos)")  # fmt: skip
+    add("--soak", type=float, default=None, metavar="MINUTES",
+        help="run trials until MINUTES have passed (--trials is then ignored)")  # fmt: skip
     args = parser.parse_args(argv)
     seed = base_seed() if args.seed is None else args.seed
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="servo-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    results = run_campaign(
-        seed, args.trials, workdir,
-        process_share=args.process_share, flaky_share=args.flaky_share,
-        orphan_share=args.orphan_share, keep=args.keep,
-    )  # fmt: skip
+    if args.mode == "process":
+        from .process_chaos import run_process_campaign as campaign
+    else:
+        campaign = functools.partial(
+            run_campaign, process_share=args.process_share, flaky_share=args.flaky_share,
+            orphan_share=args.orphan_share,
+        )  # fmt: skip
+    if args.soak is not None:
+        results: Sequence[Any] = soak(args.soak, seed, workdir, campaign, keep=args.keep)
+    else:
+        results = campaign(seed, args.trials, workdir, keep=args.keep)
     if any(not r.ok for r in results):
-        print(failure_message(results), file=sys.stderr)
+        if args.mode == "process":
+            from .process_chaos import process_failure_message as message
+        else:
+            message = failure_message
+        print(message(results), file=sys.stderr)
         return 1
     if args.workdir is None and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
