@@ -39,7 +39,6 @@ from servo.engine import events as ev
 from servo.engine.ledger import LedgerReader, ledger_prefix
 
 from .harness import (
-    POLL_S,
     TENANT,
     WORKSPACE,
     ChaosTrial,
@@ -52,6 +51,7 @@ from .harness import (
 MODES = ("started", "worker", "manager")
 MAX_STARTED_DELAY_S = 0.05  # kills come 0-50 ms after the TaskStarted they wait for
 STARTED_WAIT_S = 30.0  # longest wait for a new TaskStarted during one invocation
+START_POLL_S = 0.01  # how often the ledger is read for new TaskStarted events
 POOL_LOST_LOG = "dispatch.worker_pool_lost"
 
 
@@ -149,7 +149,7 @@ class _StartWatcher:
         while alive() and time.monotonic() < deadline:
             for event in self.new_starts():
                 return event
-            time.sleep(POLL_S)
+            time.sleep(START_POLL_S)
         return None
 
 
