@@ -150,8 +150,12 @@ class LocalPoolDispatcher:
         return self._pending
 
     def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
-        """Ask a running attempt to stop (threads only; cooperative); `reason` is why
-        the engine ended it (``timeout``, ``cancelled``, ...)."""
+        """Ask a running attempt to stop; `reason` is why the engine ended it
+        (``timeout``, ``cancelled``, ...). Threads: cooperative. Processes: only a
+        worker that stopped heartbeating is stopped, by killing its process (else it
+        would hold its slot forever); other attempts there run on to their end."""
+        if self._processes is not None and reason == "heartbeat_missed":
+            return self._processes.kill(attempt_id, reason)
         return self._runtime is not None and self._runtime.stop(attempt_id, reason)
 
     def hold(self) -> None:

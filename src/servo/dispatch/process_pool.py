@@ -77,6 +77,9 @@ POOL_LOSSES = metrics.counter(
     "Worker pools torn down because they broke, by cause.",
     ["cause"],
 )
+WORKERS_KILLED = metrics.counter(
+    "servo_worker_processes_killed_total", "Unresponsive worker processes killed.", ["reason"]
+)
 #: How long a lost generation's teardown waits for claims and for its workers to exit.
 _TEARDOWN_WAIT_S = 5.0
 _SPAWN = multiprocessing.get_context("spawn")
@@ -329,6 +332,24 @@ class ProcessPool:
             self._done(request, _loss_error(request, cause, claims[attempt_id], codes))
 
     # ------------------------------------------------------------------ control
+    def kill(self, attempt_id: str, reason: str) -> bool:
+        """SIGKILL the worker process running `attempt_id`; False if none runs it.
+
+        For a worker that stopped answering (its heartbeats stopped): it would hold
+        its slot forever, and with it the pool. Its pool breaks and is replaced; the
+        other attempts it held are lost with it, free (`PoolLostError`).
+        """
+        with self._lock:
+            generation = self._generation
+            pid = None if generation is None else generation.channel.claims.get(attempt_id)
+            worker = None if generation is None or pid is None else generation.workers.get(pid)
+        if worker is None or not _running([worker]):
+            return False
+        log.warning("dispatch.worker_killed", pid=pid, attempt_id=attempt_id, reason=reason)
+        WORKERS_KILLED.labels(reason).inc()
+        worker.kill()
+        return True
+
     def hold(self) -> None:
         """Cancel attempts no worker has taken yet (they end with `NotStarted`)."""
         with self._lock:
