@@ -238,7 +238,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a new attempt may report the recorded result of any earlier attempt "
         "(a timed-out or cancelled one included), not only of one whose worker was lost",
         DERIVE,
-        "if n < before and _worker_lost(winners[n])",
+        "if n < before and _abandoned(winners[n], _UNSEEN_REASONS)",
         "if n < before",
         (
             "tests/unit/worker/test_result_reuse_properties.py",

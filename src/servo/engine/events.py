@@ -231,7 +231,7 @@ class AttemptAbandoned(Payload):
     pool's manager did; not the attempt's doing). A lost worker is redelivered
     without using the retry budget, up to `servo.engine.derive.MAX_REDELIVERIES`
     times; a lost pool is redelivered without using either budget, up to
-    `servo.engine.derive.MAX_POOL_LOSSES` times (ADR 0012).
+    `servo.engine.derive.MAX_POOL_LOSSES` times (ADR 0016).
     """
 
     type_name: ClassVar[str] = "AttemptAbandoned"
