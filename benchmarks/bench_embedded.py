@@ -19,7 +19,8 @@ from pathlib import Path
 
 from benchmarks._timing import Timing, report
 from benchmarks.workloads import write_workload
-from servo.engine.runner import EmbeddedRunner, RunnerOptions
+from servo.engine.runner import EmbeddedRunner
+from servo.engine.runner_options import RunnerOptions
 from servo.engine.snapshot import SnapshotReader
 from servo.sdk.io import read_value
 from servo.sdk.loader import load_definitions

@@ -121,7 +121,7 @@ def _request_from_live(
     from servo.engine.compactor import Compactor
     from servo.engine.ids import now_us
     from servo.engine.ledger import LedgerReader
-    from servo.engine.runner import cancel_path, request_cancel
+    from servo.engine.runner_options import cancel_path, request_cancel
 
     compactor = Compactor(store, tenant, WORKSPACE)
     run = compactor.state.run(run_id)

@@ -32,7 +32,8 @@ from servo.errors import ConfigError
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
     from servo.config.settings import Settings
-    from servo.engine.runner import EmbeddedRunner, Progress, RunnerOptions, RunStart
+    from servo.engine.runner import EmbeddedRunner
+    from servo.engine.runner_options import Progress, RunnerOptions, RunStart
     from servo.engine.schema import AttemptRow, RunRow, TaskRow
     from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
@@ -137,7 +138,7 @@ def runner_options(
     """
     from servo.dispatch.local import ProcessRuntimeSpec
     from servo.engine.run_lock import home_lock_dir
-    from servo.engine.runner import RunnerOptions
+    from servo.engine.runner_options import RunnerOptions
     from servo.storage.factory import open_store
 
     spec = None

@@ -28,7 +28,7 @@ from servo.engine.compactor import Compactor
 from servo.engine.controllers.timers import abandon_cancelled
 from servo.engine.ids import now_us
 from servo.engine.ledger import LedgerReader, LedgerWriter
-from servo.engine.runner import PublishListener, cancel_path, request_cancel
+from servo.engine.runner_options import PublishListener, cancel_path, request_cancel
 from servo.errors import EngineError
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore

@@ -35,18 +35,16 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servo.dispatch.local import LocalPoolDispatcher, NotStarted, PoolMode, ProcessRuntimeSpec
+from servo.dispatch.local import LocalPoolDispatcher, NotStarted
 from servo.dispatch.request import TaskRequest, build_request
 from servo.engine import events as ev
 from servo.engine import schema as s
-from servo.engine.anti_entropy import SweepSettings, sweep
+from servo.engine.anti_entropy import sweep
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.ready import dispatch_ready
-from servo.engine.controllers.run import Materialization, plan_tasks
+from servo.engine.controllers.run import Materialization, latest_materializations, plan_tasks
 from servo.engine.controllers.timers import (
     TimerSettings,
     abandon_cancelled,
@@ -58,7 +56,16 @@ from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.recovery import FINDINGS
+from servo.engine.reports import AttemptEnded, QueueSink, Report, WorkerEvents
 from servo.engine.run_lock import RunLock, lock_path
+from servo.engine.runner_options import (
+    Progress,
+    PublishListener,
+    RunnerOptions,
+    RunStart,
+    cancel_path,
+    request_cancel,
+)
 from servo.engine.snapshot import Snapshot
 from servo.engine.timer_wheel import TimerWheel
 from servo.errors import (
@@ -73,16 +80,13 @@ from servo.graph import select
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
-from servo.worker.runtime import TaskReport, TaskRuntime
+from servo.worker.runtime import TaskRuntime
 
 if TYPE_CHECKING:
     from servo.sdk.definitions import Definitions
 
 log = get_logger(__name__)
 
-Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
-#: Called with each snapshot the runner publishes (e.g. the catalog projector).
-PublishListener = Callable[[Snapshot], None]
 TaskId = tuple[str, str]
 
 LISTENER_ERRORS = metrics.counter(
@@ -109,90 +113,6 @@ _TIMER_HORIZON_US = 100_000
 _MAX_PUBLISH_DELAY = 5
 
 
-@dataclass(frozen=True, slots=True)
-class _Events:
-    """Events of running attempts; `written` when a worker process wrote them already
-    (to the ledger objects `paths`)."""
-
-    events: list[ev.Event]
-    written: bool
-    paths: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Ended:
-    """An attempt the pool finished (or the runtime failure that ended it)."""
-
-    request: TaskRequest
-    result: TaskReport | BaseException
-
-
-_Item = _Events | _Ended
-
-
-class _QueueSink:
-    """In-process workers hand events to the runner, which batches them into the ledger."""
-
-    def __init__(self, items: queue.SimpleQueue[_Item]) -> None:
-        self._items = items
-
-    def emit(self, event: ev.Event) -> None:
-        self._items.put(_Events([event], written=False))
-
-
-@dataclass(frozen=True, slots=True)
-class RunnerOptions:
-    """How the embedded runner runs.
-
-    Attributes:
-        tenant_id: tenant of the runs.
-        workspace_id: workspace of the runs.
-        concurrency: attempts running at once.
-        pool: "thread" (default) or "process".
-        publish_interval_s: longest time folded state stays unpublished.
-        process_spec: how worker processes load definitions and open the store
-            (required for the process pool).
-        heartbeat_interval_s: seconds between heartbeats of a running attempt.
-        heartbeat_timeout_s: an attempt silent for this long is given up (and redelivered).
-        sweep_interval_s: seconds between anti-entropy sweeps and cancel checks.
-        ledger_scan_interval_s: seconds between scans for unfolded ledger objects.
-        sweep: deadlines of the anti-entropy sweep.
-        lock_dir: where the per-run locks live (usually ``{home}/locks``); None
-            drives runs without a lock (see `servo.engine.run_lock`).
-    """
-
-    tenant_id: str = "default"
-    workspace_id: str = "default"
-    concurrency: int = 4
-    pool: PoolMode = "thread"
-    publish_interval_s: float = 1.0
-    process_spec: ProcessRuntimeSpec | None = None
-    heartbeat_interval_s: float = 5.0
-    heartbeat_timeout_s: float = 30.0
-    sweep_interval_s: float = 1.0
-    ledger_scan_interval_s: float = 60.0
-    sweep: SweepSettings = field(default_factory=SweepSettings)
-    lock_dir: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunStart:
-    """The run `start_run` created or found.
-
-    Attributes:
-        run_id: the run.
-        resumed: an existing run (same idempotency key) was found, nothing new created.
-    """
-
-    run_id: str
-    resumed: bool
-
-
-def cancel_path(run_id: str) -> str:
-    """The ledger suffix of a run's cancel request (create-only: one per run)."""
-    return f"runs/{run_id}/cancel"
-
-
 class EmbeddedRunner:
     """Runs assets in this process; see the module docstring."""
 
@@ -216,24 +136,24 @@ class EmbeddedRunner:
         tenant, workspace = options.tenant_id, options.workspace_id
         self.compactor = Compactor(store, tenant, workspace, clock=clock)
         self._ledger = LedgerWriter(store, tenant, workspace)
-        self._reports: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._timer_settings = TimerSettings(int(options.heartbeat_timeout_s * 1_000_000))
         runtime = TaskRuntime(
             store,
             defs,
             worker_id=f"embedded-{new_ulid()}",
-            sink=_QueueSink(self._reports),
+            sink=QueueSink(self._reports),
             clock=clock,
             heartbeat_interval_s=options.heartbeat_interval_s,
         )
         self._dispatcher = LocalPoolDispatcher(
             runtime,
-            lambda request, result: self._reports.put(_Ended(request, result)),
+            lambda request, result: self._reports.put(AttemptEnded(request, result)),
             concurrency=options.concurrency,
             mode=options.pool,
             process_spec=options.process_spec,
             on_events=lambda events, paths: self._reports.put(
-                _Events(events, written=True, paths=tuple(paths))
+                WorkerEvents(events, written=True, paths=tuple(paths))
             ),
         )
         self._wheel = TimerWheel()
@@ -288,7 +208,7 @@ class EmbeddedRunner:
             if self.state.run(run_id) is not None:
                 return RunStart(run_id, resumed=True)
         selected = select(self._defs.graph, selection or "*")
-        pinned = {**self._latest_materializations(), **(upstream or {})}
+        pinned = {**latest_materializations(self.state.rows("tasks")), **(upstream or {})}
         tasks = plan_tasks(self._defs, selected, pinned)
         event = ev.Event.new(
             ev.RunRequested(
@@ -326,7 +246,7 @@ class EmbeddedRunner:
         current = self._stop_deadline
         if current is None or deadline < current:
             self._stop_deadline = deadline
-        self._reports.put(_Events([], written=True))  # wakes a waiting loop
+        self._reports.put(WorkerEvents([], written=True))  # wakes a waiting loop
 
     @property
     def interrupted(self) -> bool:
@@ -510,7 +430,7 @@ class EmbeddedRunner:
                 self._drained_at = max(self._drained_at, self._clock())
                 break
             block = False
-            if isinstance(item, _Events):
+            if isinstance(item, WorkerEvents):
                 (written if item.written else unwritten).extend(item.events)
                 paths.extend(item.paths)
                 continue
@@ -824,31 +744,6 @@ class EmbeddedRunner:
         if self._stop_deadline is not None:
             timeout = min(timeout, max(0.0, self._stop_deadline - time.monotonic()))
         return max(timeout, 0.0005)
-
-    def _latest_materializations(self) -> dict[str, Materialization]:
-        latest: dict[str, tuple[int, Materialization]] = {}
-        for task in self.state.rows("tasks"):
-            if task.status != s.SUCCEEDED:
-                continue
-            if task.output_location is None or task.output_format is None:
-                continue
-            seen = latest.get(task.asset_key)
-            finished = task.finished_at or 0
-            if seen is None or finished > seen[0]:
-                latest[task.asset_key] = (finished, (task.output_location, task.output_format))
-        return {name: found for name, (_, found) in latest.items()}
-
-
-def request_cancel(ledger: LedgerWriter, run_id: str, reason: str, now: int) -> bool:
-    """Write the run's cancel request at its create-only path; False if one exists."""
-    event = ev.Event.new(
-        ev.RunCancelRequested(reason=reason),
-        tenant_id=ledger.tenant_id,
-        workspace_id=ledger.workspace_id,
-        run_id=run_id,
-        emitted_at=now,
-    )
-    return ledger.append_at(cancel_path(run_id), event)
 
 
 def _counts(tasks: list[s.TaskRow]) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ import pytest
 
 from servo import Definitions, asset
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner, RunnerOptions
+from servo.engine.runner import EmbeddedRunner
+from servo.engine.runner_options import RunnerOptions
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import DefinitionError
 from servo.resilience.retry import RetryPolicy

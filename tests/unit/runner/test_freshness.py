@@ -10,7 +10,9 @@ from servo import Definitions, asset
 from servo.dispatch.base import EnqueueOutcome
 from servo.engine import schema as s
 from servo.engine.events import Event, TaskHeartbeat, TaskStarted
-from servo.engine.runner import EmbeddedRunner, RunnerOptions, _Events
+from servo.engine.reports import WorkerEvents
+from servo.engine.runner import EmbeddedRunner
+from servo.engine.runner_options import RunnerOptions
 from servo.storage.local import LocalObjectStore
 
 
@@ -26,7 +28,7 @@ def test_a_partial_drain_of_a_backlog_does_not_advance_the_watermark(tmp_path: P
         runner._drain()
         assert runner._drained_at == 1_000_000  # nothing queued: fresh up to now
         for _ in range(200):  # a backlog of reports, all put before t = 2 s
-            runner._reports.put(_Events([], written=True))
+            runner._reports.put(WorkerEvents([], written=True))
         now[0] = 2_000_000
         runner._drain()  # takes at most a batch of them
         assert runner._drained_at == 1_000_000, "reports put before now are still queued"
@@ -54,14 +56,14 @@ def test_a_heartbeat_check_due_during_a_backlog_waits_for_the_backlog(
         scope = {"tenant_id": "default", "workspace_id": "default", "run_id": run_id,
                  "task_key": "one", "attempt": 1, "attempt_id": task.attempt_id}  # fmt: skip
         started = Event.new(TaskStarted(worker_id="w"), emitted_at=now[0], **scope)
-        runner._reports.put(_Events([started], written=False))
+        runner._reports.put(WorkerEvents([started], written=False))
         runner._drain()
         runner._control(run_id)  # requests the heartbeat check, due at 31 s
         runner._flush()
         for _ in range(200):  # a backlog; the heartbeat of 25 s waits behind it
-            runner._reports.put(_Events([], written=True))
+            runner._reports.put(WorkerEvents([], written=True))
         beat = Event.new(TaskHeartbeat(), emitted_at=25_000_000, **scope)
-        runner._reports.put(_Events([beat], written=False))
+        runner._reports.put(WorkerEvents([beat], written=False))
         now[0] = 32_000_000
         runner._drain()
         runner._control(run_id)

@@ -16,7 +16,8 @@ from servo import AssetDep, Definitions, RetryPolicy, asset
 from servo.dispatch.local import ProcessRuntimeSpec
 from servo.engine import schema as s
 from servo.engine.ledger import LedgerWriter
-from servo.engine.runner import EmbeddedRunner, RunnerOptions, request_cancel
+from servo.engine.runner import EmbeddedRunner
+from servo.engine.runner_options import RunnerOptions, request_cancel
 from servo.observability import metrics
 from servo.sdk.context import AssetContext
 from servo.sdk.io import read_value

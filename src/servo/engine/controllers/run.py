@@ -8,10 +8,11 @@ never materialized before cannot be read, and planning says which one to select.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from servo.engine import events as ev
+from servo.engine import schema as s
 from servo.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -79,3 +80,19 @@ def plan_tasks(
             )
         )
     return tuple(tasks)
+
+
+def latest_materializations(tasks: Iterable[s.TaskRow]) -> dict[str, Materialization]:
+    """Per asset, the output of its most recently finished successful task: what a new
+    run reads for dependencies outside its selection."""
+    latest: dict[str, tuple[int, Materialization]] = {}
+    for task in tasks:
+        if task.status != s.SUCCEEDED:
+            continue
+        if task.output_location is None or task.output_format is None:
+            continue
+        seen = latest.get(task.asset_key)
+        finished = task.finished_at or 0
+        if seen is None or finished > seen[0]:
+            latest[task.asset_key] = (finished, (task.output_location, task.output_format))
+    return {name: found for name, (_, found) in latest.items()}
