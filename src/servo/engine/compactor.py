@@ -147,7 +147,8 @@ class Compactor:
         self._store = store
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
-        self.manifests = ManifestStore(store, tenant_id, workspace_id)
+        # The writer's store: it sets an unreadable newest generation aside.
+        self.manifests = ManifestStore(store, tenant_id, workspace_id, repair=True)
         self._tables_prefix = f"{self.manifests.prefix}tables/"
         self._ledger = LedgerReader(store)
         self.max_l0_files = max_l0_files

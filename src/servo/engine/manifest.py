@@ -21,19 +21,32 @@ Invariants:
   successful publish with a conditional write; losing that race is ignored, so the
   hint may lag but never runs ahead of a published manifest.
 - Manifests name every file by path: readers never discover files any other way.
+- **An unreadable newest generation is survived** (a power loss with fsync off can
+  truncate it). `ManifestStore.latest` falls back to the newest readable earlier
+  generation (generation 0, empty, when none is). A writer's store (``repair=True``)
+  then sets each unreadable generation aside (``quarantine/``) and replaces it, by a
+  conditional write on the unreadable bytes' store generation, with the fallback
+  stamped with its generation: the chain stays contiguous and the next publish takes
+  N+1 instead of colliding with N forever. Only an object that fails to decode is
+  touched, and a live writer never leaves one (writes are atomic), so the replace can
+  lose only to another repair of the same bytes, after which the winner's manifest
+  is read. A manifest of a newer format is not damage: reading it is an error that
+  says to upgrade, and it is never passed over or set aside.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from servo.engine.damage import corrupt_object
+from servo.engine.damage import corrupt_object, set_aside, where
+from servo.engine.ids import now_us
 from servo.engine.ledger import validate_scope_id
 from servo.errors import (
+    CorruptObjectError,
     EngineError,
     ManifestConflictError,
     ObjectExistsError,
@@ -41,10 +54,22 @@ from servo.errors import (
     PreconditionFailedError,
     StorageError,
 )
+from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
 
 log = get_logger(__name__)
+
+FALLBACKS = metrics.counter(
+    "servo_manifest_fallbacks_total",
+    "Unreadable newest manifests passed over for an earlier generation.",
+    ["repaired"],
+)
+
+#: `Manifest.writer_id` of a generation that replaced an unreadable one.
+REPAIR_WRITER = "servo-repair"
+#: Rounds of `latest` lost to other repairs before giving up (each needs a new repair).
+_REPAIR_ROUNDS = 8
 
 #: Version of the manifest JSON document written; format 1 (no `ledger_through`,
 #: ledger batches named by ULID) is still read.
@@ -169,13 +194,34 @@ class Manifest:
             ) from exc
 
 
-class ManifestStore:
-    """Reads and publishes the manifests of one (tenant, workspace)."""
+def _newer_format(data: bytes) -> int | None:
+    """The format of a manifest document newer than this Servo's, else None."""
+    try:
+        found = json.loads(data).get("format")
+    except (ValueError, AttributeError):
+        return None
+    newer = isinstance(found, int) and not isinstance(found, bool) and found > MANIFEST_FORMAT
+    return found if newer else None
 
-    def __init__(self, store: ObjectStore, tenant_id: str, workspace_id: str) -> None:
+
+class ManifestStore:
+    """Reads and publishes the manifests of one (tenant, workspace).
+
+    Args:
+        store: the object store.
+        tenant_id: the tenant.
+        workspace_id: the workspace.
+        repair: a writer's store: `latest` sets unreadable newest generations aside
+            and replaces them (see the module docstring). Readers leave them alone.
+    """
+
+    def __init__(
+        self, store: ObjectStore, tenant_id: str, workspace_id: str, *, repair: bool = False
+    ) -> None:
         validate_scope_id("tenant_id", tenant_id)
         validate_scope_id("workspace_id", workspace_id)
         self._store = store
+        self.repair = repair
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
         self.prefix = f"projections/{tenant_id}/{workspace_id}/"
@@ -193,9 +239,23 @@ class ManifestStore:
         Raises:
             ObjectNotFoundError: that generation was never published.
             CorruptObjectError: the object is not a manifest of this tenant and workspace.
+            EngineError: a manifest of a newer format than this Servo's.
+        """
+        return self._decode(generation, self._store.get(self.path(generation)).data)
+
+    def _decode(self, generation: int, data: bytes) -> Manifest:
+        """`data` as manifest `generation` of this scope (see `load`).
+
+        Raises:
+            EngineError: a manifest of a newer format (not damage: never passed over).
         """
         path = self.path(generation)
-        data = self._store.get(path).data
+        newer = _newer_format(data)
+        if newer is not None:
+            raise EngineError(
+                f"{where(self._store, path)}: manifest format {newer} was written by a newer "
+                f"Servo (this one writes {MANIFEST_FORMAT}); upgrade Servo to use this home"
+            )
         try:
             manifest = Manifest.from_json(data, source=path)
         except EngineError as exc:
@@ -226,17 +286,101 @@ class ManifestStore:
 
         The hint is trusted to name a published generation (it is only written after
         the publish), which saves a `head`; reading that manifest double-checks it.
+        An unreadable newest generation is passed over for the newest readable
+        earlier one; with `repair` it is also set aside and replaced (module docstring).
+
+        Raises:
+            CorruptObjectError: with `repair`, other repairs kept replacing the same
+                generations (names the path).
         """
         generation = self._probe(self._read_hint())
-        if generation == 0:
-            return None
+        for _ in range(_REPAIR_ROUNDS):
+            if generation == 0:
+                return None
+            try:
+                return self._newest_readable(generation)
+            except ObjectNotFoundError:
+                # The hint named a generation that does not exist (damaged or
+                # hand-edited), or a repair moved it meanwhile: probe from scratch.
+                generation = self._probe(0)
+            except PreconditionFailedError:
+                generation = self._probe(generation)  # another repair won: read its result
+        raise corrupt_object(
+            self._store, self.path(generation), "keeps being replaced while it is repaired"
+        )
+
+    def _newest_readable(self, generation: int) -> Manifest | None:
+        """Generation `generation`, else the newest readable one below it (see `latest`).
+
+        Raises:
+            ObjectNotFoundError: `generation` does not exist.
+            PreconditionFailedError: with `repair`, another process replaced an
+                unreadable generation first.
+        """
+        unreadable: list[tuple[int, CorruptObjectError]] = []
+        fallback: Manifest | None = None
+        for candidate in range(generation, 0, -1):
+            try:
+                fallback = self.load(candidate)
+                break
+            except CorruptObjectError as exc:
+                unreadable.append((candidate, exc))
+            except ObjectNotFoundError:
+                if candidate == generation:
+                    raise
+                # A hole below the newest (moved aside by hand): keep looking down.
+        if not unreadable:
+            return fallback
+        FALLBACKS.labels(repaired=str(self.repair).lower()).inc(len(unreadable))
+        if not self.repair:
+            for candidate, problem in unreadable:
+                log.warning(
+                    "manifest.unreadable_passed_over",
+                    tenant_id=self.tenant_id,
+                    workspace_id=self.workspace_id,
+                    generation=candidate,
+                    using=0 if fallback is None else fallback.generation,
+                    error=str(problem),
+                )
+            return fallback
+        for candidate, problem in reversed(unreadable):  # oldest first: the chain stays whole
+            fallback = self._replace_unreadable(candidate, fallback, problem)
+        return fallback
+
+    def _replace_unreadable(
+        self, generation: int, fallback: Manifest | None, problem: CorruptObjectError
+    ) -> Manifest:
+        """Set the unreadable `generation` aside; replace it with `fallback` restamped.
+
+        Raises:
+            PreconditionFailedError: the object changed since it was read.
+            ObjectNotFoundError: the object was removed since it was read.
+        """
+        path = self.path(generation)
+        torn = self._store.get(path)
         try:
-            return self.load(generation)
-        except ObjectNotFoundError:
-            # The hint named a generation that does not exist (damaged or hand-edited):
-            # probe again from scratch.
-            generation = self._probe(0)
-            return None if generation == 0 else self.load(generation)
+            self._decode(generation, torn.data)
+        except CorruptObjectError:
+            pass  # still unreadable: ours to repair
+        else:
+            raise PreconditionFailedError(f"{path} was replaced meanwhile")
+        moved_to = set_aside(self._store, path, torn.data)
+        base = fallback or Manifest(generation, self.tenant_id, self.workspace_id)
+        filler = replace(
+            base, generation=generation, published_at=now_us(), writer_id=REPAIR_WRITER
+        )
+        self._store.put_if_generation(path, filler.to_json(), torn.generation)
+        log.warning(
+            "manifest.unreadable_set_aside",
+            tenant_id=self.tenant_id,
+            workspace_id=self.workspace_id,
+            generation=generation,
+            path=where(self._store, path),
+            moved_to=where(self._store, moved_to),
+            content_of=0 if fallback is None else fallback.generation,
+            error=str(problem),
+        )
+        return filler
 
     def publish(self, manifest: Manifest) -> None:
         """Create `manifest` as its generation, then advance the hint (best effort).

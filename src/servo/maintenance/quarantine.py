@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from servo.engine.damage import QUARANTINE, new_stamp, set_aside
 from servo.engine.events import encode_events
 from servo.engine.ledger import batch_seq
 from servo.errors import ObjectExistsError, ObjectNotFoundError
@@ -29,15 +29,7 @@ QUARANTINED = metrics.counter(
     "servo_doctor_quarantined_total", "Unreadable objects servo doctor moved aside.", ["kind"]
 )
 
-#: The folder of quarantined objects, under the store root (and under the home).
-QUARANTINE = "quarantine"
-
-
-def new_stamp() -> str:
-    """A UTC time stamp naming one repair's quarantine folder."""
-    now = time.time_ns()
-    seconds, micros = divmod(now // 1000, 1_000_000)
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{micros:06d}Z"
+__all__ = ["QUARANTINE", "Quarantine", "Quarantined", "new_stamp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +69,11 @@ class Quarantine:
 
     def move(self, path: str, kind: str, run_ids: tuple[str, ...] = ()) -> Quarantined | None:
         """Move the object at `path` aside; None when it is already gone."""
-        target = self.prefix + path
         try:
             data = self._store.get(path).data
         except ObjectNotFoundError:
             return None
-        try:
-            self._store.put_if_absent(target, data)
-        except ObjectExistsError:
-            if self._store.get(target).data != data:
-                raise
+        target = set_aside(self._store, path, data, self.stamp)
         self._store.delete(path)
         if batch_seq(path) is not None:
             # Keep the batch number taken: numbers in use must stay 1..N, or recovery

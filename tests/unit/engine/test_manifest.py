@@ -156,7 +156,7 @@ def test_a_corrupt_manifest_is_an_error_naming_its_path() -> None:
     manifests = ManifestStore(store, "t1", "w1")
     store.put_if_absent(manifests.path(1), b'{"format": 1}')
     with pytest.raises(EngineError, match=r"manifest/00000000000000000001\.json"):
-        manifests.latest()
+        manifests.load(1)
     store.put_if_absent(manifests.path(2), b'{"format": 99}')
     with pytest.raises(EngineError, match="format 99"):
         manifests.load(2)
