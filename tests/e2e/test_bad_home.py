@@ -90,20 +90,18 @@ def test_a_damaged_catalog_for_every_command(base: tuple[Path, str], tmp_path: P
         assert str(catalog) in line and "servo doctor" in line and "--repair" in line
 
 
-@pytest.mark.parametrize("kind", ["ledger", "manifest", "parquet"])
-def test_damaged_engine_files_without_a_catalog(
-    base: tuple[Path, str], tmp_path: Path, kind: str
+def test_a_damaged_projection_file_without_a_catalog(
+    base: tuple[Path, str], tmp_path: Path
 ) -> None:
-    """Without a catalog, `runs` reads the projections; with damage, it says so."""
+    """Without a catalog, `runs` reads the projections; with damage, it says so.
+
+    (A reading command never writes: `servo materialize` sets torn files aside, see
+    test_torn_home, and a torn newest manifest is passed over for the one before.)
+    """
     home = copy_home(base[0], tmp_path / "home")
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
         (home / name).unlink(missing_ok=True)
-    broken = break_home(home, kind)
-    failing = []
-    if kind != "ledger":  # the reading commands never read the ledger
-        failing += [("runs", "list", "--home", str(home)), commands(home, base[1])[0]]
-    else:  # recovery reads only batches the manifest has not folded: not this one
-        assert run(*commands(home, base[1])[0]).returncode == 0
-    for args in failing:
-        line = one_error(run(*args))
-        assert str(broken) in line and "servo doctor --repair" in line
+    broken = break_home(home, "parquet")
+    line = one_error(run("runs", "list", "--home", str(home)))
+    assert str(broken) in line and "servo doctor --repair" in line
+    assert broken.exists()

@@ -73,13 +73,13 @@ def test_a_home_that_was_never_created_is_not_called_healthy(tmp_path: Path) -> 
 def test_break_repair_and_lose_nothing(
     base: tuple[Path, list[str]], tmp_path: Path, kind: str, finding: str
 ) -> None:
-    """Each kind of damage: one error line, found by doctor, repaired without loss."""
+    """Each kind of damage: found by doctor, repaired without loss."""
     home = copy_home(base[0], tmp_path / "home")
     first, second = base[1]
     broken = break_home(home, kind)
     damaged_bytes = broken.read_bytes()
 
-    if kind != "ledger":  # a folded batch is not read again: doctor finds it
+    if kind == "catalog":  # torn engine files are set aside by materialize itself
         line = one_error(run("materialize", "--defs", str(QUICKSTART), "--home", str(home)))
         assert str(broken) in line
         assert "servo doctor" in line and "--repair" in line

@@ -5,10 +5,11 @@ this order:
 
 1. open the home's object store (`servo.storage.factory.open_store`), or use the store
    given (an in-memory home);
-2. open the catalog and register the definitions (`catalog_for_run`; skipped for an
-   in-memory home, which has no catalog);
-3. build the `EmbeddedRunner` with the catalog projector as its publish listener
-   (`open_runner`);
+2. in a home (`open_runner`): take the home lock, then set aside what the runner could
+   not read (a torn file after a power loss; `servo.maintenance.salvage`), then open
+   the catalog and register the definitions (`catalog_for_run`); an in-memory home
+   has no lock and no catalog;
+3. build the `EmbeddedRunner` with the catalog projector as its publish listener;
 4. start the run (or find the run of the idempotency key) and drive it to its end,
    inside the caller's `Watch` (the CLI's progress bar);
 5. return the run, its tasks and each task's current attempt (`RunOutcome`).
@@ -174,9 +175,10 @@ def open_runner(
 
     With a home (`settings`), the home lock (`servo.engine.home_lock`) is taken first,
     before any state is read or the catalog opened, and held until the context ends;
-    `purpose` is what the lock file says the holder does. The catalog is opened, and
-    the definitions registered, before the runner starts; both are closed when the
-    context ends.
+    `purpose` is what the lock file says the holder does. Under it, unreadable objects
+    the runner would read are set aside (`servo.maintenance.salvage`). The catalog is
+    opened, and the definitions registered, before the runner starts; both are closed
+    when the context ends.
 
     Raises:
         HomeBusyError: another live process drives runs on the home.
@@ -197,6 +199,10 @@ def _runner_in(
     from servo.engine.runner import EmbeddedRunner
 
     tenant = options.tenant_id
+    if settings is not None:
+        from servo.maintenance.salvage import salvage_scope
+
+        salvage_scope(store, tenant, options.workspace_id)
     catalog = None if settings is None else catalog_for_run(settings, tenant, definitions)
     try:
         with EmbeddedRunner(store, definitions, options) as runner:
