@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,19 @@ def test_gc_needs_a_retention(tmp_path: Path) -> None:
     result = run("gc", "--home", str(tmp_path))
     assert result.returncode == 2
     assert "--keep-runs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_gc_removes_temporary_files_of_killed_writes(
+    base: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """A write killed before it published leaves `.tmp-*`; gc collects old ones."""
+    home = copy_home(base[0], tmp_path / "home")
+    stale = home / "outputs" / ".tmp-123-ffffffff00000000-0"  # another host's, old
+    fresh = home / "outputs" / ".tmp-124-ffffffff00000000-0"  # maybe still writing
+    for path in (stale, fresh):
+        path.write_bytes(b"half a value")
+    hours_ago = int((datetime.now(UTC) - timedelta(hours=2)).timestamp() * 1e9)
+    os.utime(stale, ns=(hours_ago, hours_ago))
+    payload = gc(home, "--keep-runs", "100")
+    assert payload["temporary_files"] == ["outputs/.tmp-123-ffffffff00000000-0"]
+    assert not stale.exists() and fresh.exists()

@@ -5,6 +5,8 @@ keeps runs requested in the last DAYS days (``--as-of`` moves "now"); a value
 outside both is removed unless an unfinished or retained run pins it or it is the
 latest materialization of its asset. ``--dry-run`` prints what would be removed
 and removes nothing. Every collection writes ``gc/{id}.json`` in the home first.
+It also removes temporary files that interrupted writes left in a home on disk
+(those of dead processes, and any older than an hour).
 Exit codes: 0, 2 for usage, configuration and home errors, 75 when another process
 holds the home lock (`servo.engine.home_lock`; a dry run takes no lock).
 """
@@ -56,6 +58,7 @@ def gc(
     from servo.maintenance.gc import Retention, collect, plan_gc
     from servo.storage.factory import open_store
     from servo.storage.home import check_home
+    from servo.storage.local import LocalObjectStore
 
     settings = with_home(configure(state_of(ctx)), home)
     if not dry_run:
@@ -65,16 +68,21 @@ def gc(
         options["as_of"] = _epoch_us(as_of)
     retention = Retention(**options)
     store = open_store(settings.storage, settings.home)
+    temporary: list[str] = []
     if dry_run:
         plan, record = plan_gc(store, retention, tenant), None
     else:  # no run may pin a value between the plan and the removal
         with HomeLock(settings.home, "servo gc"):
             plan = plan_gc(store, retention, tenant)
             record = collect(store, plan)
+            if isinstance(store, LocalObjectStore):
+                temporary = store.collect_temporary_files()
     if as_json:
         from servo.cli.render import write_json
 
-        write_json({**plan.to_json(), "dry_run": dry_run, "record": record})
+        write_json(
+            {**plan.to_json(), "dry_run": dry_run, "record": record, "temporary_files": temporary}
+        )
         return
     verb = "would remove" if dry_run else "removed"
     for value in plan.remove:
@@ -86,6 +94,8 @@ def gc(
     )
     if record is not None:
         typer.echo(f"record: {record}")
+    if temporary:
+        typer.echo(f"removed {len(temporary)} temporary file(s) left by interrupted writes")
 
 
 def _epoch_us(text: str) -> int:

@@ -11,6 +11,9 @@ run goes on instead of exiting with an error:
    and decoded tables are cached by path, so a healthy home pays nothing twice);
 3. the ledger objects recovery will fold (`servo.engine.recovery`).
 
+It also removes temporary files that killed writes left in the scope's ledger and
+projection folders (`LocalObjectStore.collect_temporary_files`).
+
 Each object that cannot be decoded is moved to ``quarantine/{stamp}/`` (never
 deleted; `servo.maintenance.quarantine`) and named in one warning line with where it
 went. After a ledger object or a projection file was moved, the projections are
@@ -43,6 +46,7 @@ from servo.maintenance.quarantine import Quarantine, Quarantined
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
+from servo.storage.local import LocalObjectStore
 
 log = get_logger(__name__)
 
@@ -87,6 +91,10 @@ def salvage_scope(store: ObjectStore, tenant_id: str, workspace_id: str) -> Salv
         tenant_id: the runner's tenant.
         workspace_id: the runner's workspace.
     """
+    if isinstance(store, LocalObjectStore):
+        projections = f"projections/{tenant_id}/{workspace_id}/"
+        for prefix in (ledger_prefix(tenant_id, workspace_id), projections):
+            store.collect_temporary_files(prefix)
     quarantine = Quarantine(store)
     compactor = Compactor(store, tenant_id, workspace_id, writer_id="servo-salvage")
     manifest = compactor.manifests.latest()  # unreadable generations are set aside

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import itertools
 import os
+import socket
 import stat
 import time
 
@@ -25,8 +27,11 @@ OPEN_READ = os.O_RDONLY | os.O_CLOEXEC
 _OPEN_LOCK = os.O_RDWR | os.O_CLOEXEC
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _MAX_ATTEMPTS = 8
-# Tells apart temporary files of processes on different hosts sharing a directory.
-_TOKEN = os.urandom(4).hex()
+# This host, as 8 hex digits: a temporary file's pid can only be checked on its host.
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8")).hexdigest()[:8]
+#: Temporary file names carry it: this host, then this process's random part (so two
+#: hosts sharing a directory never pick the same name).
+TOKEN = _HOST + os.urandom(4).hex()
 _temp_counter = itertools.count()
 
 
@@ -110,7 +115,7 @@ def write_temp(
     """
     fd = -1
     for _ in range(_MAX_ATTEMPTS):
-        temp = f"{directory}/{TEMP_PREFIX}{os.getpid()}-{_TOKEN}-{next(_temp_counter)}"
+        temp = f"{directory}/{TEMP_PREFIX}{os.getpid()}-{TOKEN}-{next(_temp_counter)}"
         try:
             fd = os.open(temp, _OPEN_TEMP, 0o666)
             break
@@ -191,3 +196,32 @@ def lock_current(final: str, path: str) -> tuple[int, int] | None:
             return None
         # Replaced while we waited for the lock: lock the new file instead.
     raise TransientStorageError(f"cannot lock {path}: it keeps being replaced")
+
+
+def temp_is_abandoned(name: str, mtime_ns: int, now_ns: int, max_age_ns: int) -> bool:
+    """Whether the temporary file `name` belongs to no live write.
+
+    It does when it is older than `max_age_ns` (no write takes that long), or when its
+    writer was a process of this host that is gone (a killed write). A file of
+    another host, or of a live process, is kept until it is old.
+    """
+    if now_ns - mtime_ns >= max_age_ns:
+        return True
+    parts = name.removeprefix(TEMP_PREFIX).split("-")
+    if len(parts) != 3 or not parts[0].isdigit() or len(parts[1]) != len(TOKEN):
+        return False
+    if not parts[1].startswith(_HOST):
+        return False
+    return not _alive(int(parts[0]))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else (EPERM)
+    return True

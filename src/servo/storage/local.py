@@ -30,6 +30,11 @@ Design:
   in-process lock striped by path also serialises threads, for file systems (NFS)
   where ``flock`` is emulated with per-process ``fcntl`` locks. ``put_if_absent``
   needs no lock: ``link`` is atomic.
+- **Leftover temporary files.** A write killed between creating its temporary file
+  and publishing it leaves the file behind: invisible (listing skips it) but taking
+  space. `collect_temporary_files` removes those of dead processes of this host at
+  once and any older than a safe age; the runner calls it for the engine's folders
+  at startup and ``servo gc`` for the whole store.
 - **Durability.** With ``fsync=True`` the temporary file is fsynced before it is
   published and the directory after, as are the parents of directories created.
   Parent directories are created lazily: the write is tried first, and only a
@@ -43,18 +48,31 @@ Limitation: on disk an object cannot share its name with a directory, so ``a`` a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from servo.errors import ObjectNotFoundError, PreconditionFailedError
+from servo.observability import metrics
+from servo.observability.logging import get_logger
 from servo.storage import _files
 from servo.storage._paths import TEMP_PREFIX, check_path, check_prefix
 from servo.storage.base import StoredObject
 
+log = get_logger(__name__)
+
 _LOCK_STRIPES = 64
+#: Age after which any temporary file is taken for abandoned (no write lasts an hour).
+TEMP_MAX_AGE_S = 3600.0
+
+TEMPS_COLLECTED = metrics.counter(
+    "servo_storage_temporary_files_collected_total",
+    "Temporary files of interrupted writes removed from the local store.",
+)
 
 
 class LocalObjectStore:
@@ -239,6 +257,49 @@ class LocalObjectStore:
                 yield from self._walk(f"{directory}/{name}", f"{key_prefix}{name}/", "")
             else:
                 yield key_prefix + name
+
+    # -- maintenance ----------------------------------------------------------------
+
+    def collect_temporary_files(
+        self, prefix: str = "", max_age_s: float = TEMP_MAX_AGE_S
+    ) -> list[str]:
+        """Remove temporary files that no live write owns, under `prefix`.
+
+        A temporary file is removed when its writer was a process of this host that
+        is gone, or when it is older than `max_age_s` (see
+        `servo.storage._files.temp_is_abandoned`). Errors are logged and skipped:
+        leftover files are harmless, only wasted space.
+
+        Returns:
+            The removed files, as paths relative to the root, sorted.
+        """
+        check_prefix(prefix)
+        start = f"{self._root}/{prefix.rpartition('/')[0]}".rstrip("/")
+        now, max_age = time.time_ns(), int(max_age_s * 1e9)
+        removed = []
+        for directory, _dirs, names in os.walk(start):
+            for name in names:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                full = f"{directory}/{name}"
+                relative = full[len(self._root) + 1 :]
+                if not relative.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.lstat(full)
+                    if stat.S_ISREG(info.st_mode) and _files.temp_is_abandoned(
+                        name, info.st_mtime_ns, now, max_age
+                    ):
+                        try:
+                            os.unlink(full)
+                        except OSError as exc:
+                            log.warning("storage.temporary_file_kept", path=full, error=str(exc))
+                            continue
+                        removed.append(relative)
+        if removed:
+            TEMPS_COLLECTED.inc(len(removed))
+            log.info("storage.temporary_files_collected", root=self._root, count=len(removed))
+        return sorted(removed)
 
     # -- helpers --------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+"""Startup salvage: what a runner would fail to read is set aside, then rebuilt."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from servo.engine.compactor import Compactor
+from servo.engine.ledger import LedgerWriter, ledger_prefix
+from servo.engine.projections import clear_cache
+from servo.engine.replay import replay_and_compare
+from servo.maintenance.salvage import salvage_scope
+from servo.storage import _files
+from servo.storage.local import LocalObjectStore
+from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+
+
+def home(tmp_path: Path) -> tuple[LocalObjectStore, list[str]]:
+    """Two runs written to the ledger and folded."""
+    store = LocalObjectStore(tmp_path, fsync=False)
+    writer = LedgerWriter(store, TENANT, WORKSPACE)
+    paths = [writer.append(lifecycle(run_id, 2)) for run_id in ("r1", "r2")]
+    Compactor(store, TENANT, WORKSPACE).compact(paths)
+    return store, paths
+
+
+def tear(store: LocalObjectStore, path: str) -> bytes:
+    file = store.root / path
+    data = file.read_bytes()[:20]
+    file.write_bytes(data)
+    return data
+
+
+def test_a_healthy_home_is_left_alone(tmp_path: Path) -> None:
+    store, _ = home(tmp_path)
+    before = sorted(store.list_prefix(""))
+    report = salvage_scope(store, TENANT, WORKSPACE)
+    assert report.quarantined == [] and report.rebuilt_generation is None
+    assert sorted(store.list_prefix("")) == before
+
+
+def test_a_torn_batch_is_set_aside_and_the_projections_rebuilt(tmp_path: Path) -> None:
+    store, paths = home(tmp_path)
+    torn = tear(store, paths[1])
+
+    report = salvage_scope(store, TENANT, WORKSPACE)
+
+    [moved] = report.quarantined
+    assert (moved.path, moved.kind) == (paths[1], "ledger")
+    assert store.get(moved.moved_to).data == torn
+    assert report.rebuilt_generation is not None
+    compared = replay_and_compare(store, TENANT, WORKSPACE)
+    assert compared.equal and compared.replay.unreadable == ()
+    assert {r.run_id for r in compared.replay.state.rows("runs")} == {"r1"}
+
+
+def test_a_torn_projection_file_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    store, _ = home(tmp_path)
+    [parquet, *_] = sorted(store.list_prefix(f"projections/{TENANT}/{WORKSPACE}/tables/runs/"))
+    tear(store, parquet)
+    clear_cache()  # as in a new process: the writer's cache still holds the good table
+
+    report = salvage_scope(store, TENANT, WORKSPACE)
+
+    assert [(q.path, q.kind) for q in report.quarantined] == [(parquet, "projection")]
+    compared = replay_and_compare(store, TENANT, WORKSPACE)
+    assert compared.equal
+    assert {r.run_id for r in compared.replay.state.rows("runs")} == {"r1", "r2"}
+
+
+def test_temporary_files_of_killed_writes_are_collected_at_startup(tmp_path: Path) -> None:
+    store, _ = home(tmp_path)
+    folder = store.root / ledger_prefix(TENANT, WORKSPACE) / "batches"
+    dead = 2**22 + 12345  # above the largest pid Linux hands out: no such process
+    left = folder / f".tmp-{dead}-{_files.TOKEN}-0"
+    live = folder / f".tmp-{os.getpid()}-{_files.TOKEN}-1"
+    for path in (left, live):
+        path.write_bytes(b"half")
+    salvage_scope(store, TENANT, WORKSPACE)
+    assert not left.exists() and live.exists()
