@@ -60,10 +60,12 @@ class StorageSettings(_Section):
     bucket: str | None = None
     #: Key prefix inside the bucket or below the home directory.
     prefix: str = ""
-    #: fsync files and directories on the local backend. Off by default: the embedded
-    #: home survives process crashes without it; turn it on to survive power loss
-    #: (about 0.4 ms per object written). See ADR 0006.
-    fsync: bool = False
+    #: fsync files and directories on the local backend, so that what a run recorded
+    #: survives a power loss or a kernel crash, not only a killed process. On by
+    #: default; off trades that for speed in long chains of tiny assets (a torn file
+    #: is then set aside at the next start, losing only the writes never synced).
+    #: See ADR 0017.
+    fsync: bool = True
 
 
 class DatabaseSettings(_Section):

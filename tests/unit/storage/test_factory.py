@@ -24,6 +24,12 @@ def test_local_defaults_to_the_home_directory(tmp_path: Path) -> None:
     assert store.root == tmp_path
 
 
+def test_the_local_store_is_durable_by_default(tmp_path: Path) -> None:
+    """What a run recorded survives a power loss unless the user opts out (ADR 0017)."""
+    assert "fsync=True" in repr(open_store(StorageSettings(), tmp_path))
+    assert "fsync=False" in repr(open_store(StorageSettings(fsync=False), tmp_path))
+
+
 def test_local_root_is_home_slash_prefix(tmp_path: Path) -> None:
     store = open_store(StorageSettings(backend="local", prefix="data", fsync=False), tmp_path)
     assert isinstance(store, LocalObjectStore)
