@@ -16,7 +16,12 @@ projection folders (`LocalObjectStore.collect_temporary_files`).
 
 Each object that cannot be decoded is moved to ``quarantine/{stamp}/`` (never
 deleted; `servo.maintenance.quarantine`) and named in one warning line with where it
-went. After a ledger object or a projection file was moved, the projections are
+went. A ledger batch is not removed but replaced, by a conditional write on the torn
+bytes' store generation, with a batch of no events: batch names stay taken, so a
+writer never reuses one and a reader that walks batches in order meets no hole (as
+for manifests, `servo.engine.manifest`). Run objects (``runs/{run_id}/...``) are
+removed, which frees their create-only path for the run's next request.
+After a ledger object or a projection file was moved, the projections are
 rebuilt from the readable ledger (`Compactor.rebuild`, as ``servo doctor --repair``
 does), since they may hold rows of the lost object or miss those of the lost file.
 
@@ -33,7 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from servo.engine.compactor import Compactor
-from servo.engine.damage import where
+from servo.engine.damage import set_aside, where
+from servo.engine.events import decode_events, encode_events
 from servo.engine.ledger import LedgerReader, ledger_prefix
 from servo.engine.manifest import Manifest
 from servo.engine.projections import read_table_file
@@ -41,7 +47,12 @@ from servo.engine.recovery import unfolded_ledger_paths
 from servo.engine.replay import replay_ledger, run_ids_in
 from servo.engine.schema import TABLES_BY_NAME
 from servo.engine.snapshot import Snapshot
-from servo.errors import CorruptObjectError, ObjectNotFoundError
+from servo.errors import (
+    CorruptObjectError,
+    EventDecodeError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+)
 from servo.maintenance.quarantine import Quarantine, Quarantined
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -169,9 +180,12 @@ def _unreadable_unfolded(
 def _move(
     store: ObjectStore, quarantine: Quarantine, path: str, kind: str, run_ids: tuple[str, ...]
 ) -> None:
-    moved = quarantine.move(path, kind, run_ids)
+    if kind == "ledger" and "/batches/" in path:
+        moved = _blank(store, quarantine, path, run_ids)
+    else:
+        moved = quarantine.move(path, kind, run_ids)
     if moved is None:
-        return  # moved meanwhile by another process
+        return  # repaired meanwhile by another process
     SALVAGED.labels(kind).inc()
     log.warning(
         "salvage.unreadable_set_aside",
@@ -181,6 +195,29 @@ def _move(
         lost=_LOST[kind],
         run_ids=list(run_ids),
     )
+
+
+def _blank(
+    store: ObjectStore, quarantine: Quarantine, path: str, run_ids: tuple[str, ...]
+) -> Quarantined | None:
+    """Copy the torn batch at `path` aside and replace it with a batch of no events."""
+    try:
+        torn = store.get(path)
+        decode_events(torn.data, source=path)
+    except ObjectNotFoundError:
+        return None
+    except EventDecodeError:
+        pass  # still torn: ours to repair
+    else:
+        return None  # replaced meanwhile
+    moved_to = set_aside(store, path, torn.data, quarantine.stamp)
+    try:
+        store.put_if_generation(path, encode_events([]), torn.generation)
+    except PreconditionFailedError:
+        return None  # another process repaired it first
+    moved = Quarantined(path, moved_to, "ledger", run_ids)
+    quarantine.moved.append(moved)
+    return moved
 
 
 def _raw(store: ObjectStore, path: str) -> bytes:

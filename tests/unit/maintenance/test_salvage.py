@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from servo.engine.compactor import Compactor
-from servo.engine.ledger import LedgerWriter, ledger_prefix
+from servo.engine.ledger import LedgerReader, LedgerWriter, ledger_prefix
 from servo.engine.projections import clear_cache
 from servo.engine.replay import replay_and_compare
 from servo.maintenance.salvage import salvage_scope
@@ -39,19 +39,24 @@ def test_a_healthy_home_is_left_alone(tmp_path: Path) -> None:
     assert sorted(store.list_prefix("")) == before
 
 
-def test_a_torn_batch_is_set_aside_and_the_projections_rebuilt(tmp_path: Path) -> None:
-    store, paths = home(tmp_path)
-    torn = tear(store, paths[1])
+def test_a_torn_unfolded_batch_is_set_aside_and_the_projections_rebuilt(
+    tmp_path: Path,
+) -> None:
+    store, _ = home(tmp_path)
+    unfolded = LedgerWriter(store, TENANT, WORKSPACE).append(lifecycle("r3", 2))
+    torn = tear(store, unfolded)
 
     report = salvage_scope(store, TENANT, WORKSPACE)
 
     [moved] = report.quarantined
-    assert (moved.path, moved.kind) == (paths[1], "ledger")
+    assert (moved.path, moved.kind) == (unfolded, "ledger")
     assert store.get(moved.moved_to).data == torn
+    # The batch's number stays taken, holding no events: no hole for recovery.
+    assert LedgerReader(store).read(unfolded) == []
     assert report.rebuilt_generation is not None
     compared = replay_and_compare(store, TENANT, WORKSPACE)
     assert compared.equal and compared.replay.unreadable == ()
-    assert {r.run_id for r in compared.replay.state.rows("runs")} == {"r1"}
+    assert {r.run_id for r in compared.replay.state.rows("runs")} == {"r1", "r2"}
 
 
 def test_a_torn_projection_file_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
@@ -78,3 +83,17 @@ def test_temporary_files_of_killed_writes_are_collected_at_startup(tmp_path: Pat
         path.write_bytes(b"half")
     salvage_scope(store, TENANT, WORKSPACE)
     assert not left.exists() and live.exists()
+
+
+def test_a_torn_run_request_is_moved_away_freeing_its_path(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path, fsync=False)
+    writer = LedgerWriter(store, TENANT, WORKSPACE)
+    request = lifecycle("r1", 1)[0]
+    assert writer.append_at("runs/r1/requested", request)
+    tear(store, writer.path_for("runs/r1/requested"))
+
+    [moved] = salvage_scope(store, TENANT, WORKSPACE).quarantined
+
+    assert moved.path == writer.path_for("runs/r1/requested")
+    assert store.head(moved.path) is None  # the run can be requested again
+    assert writer.append_at("runs/r1/requested", request)
