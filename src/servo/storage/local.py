@@ -48,31 +48,20 @@ Limitation: on disk an object cannot share its name with a directory, so ``a`` a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from servo.errors import ObjectNotFoundError, PreconditionFailedError
-from servo.observability import metrics
-from servo.observability.logging import get_logger
 from servo.storage import _files
 from servo.storage._paths import TEMP_PREFIX, check_path, check_prefix
 from servo.storage.base import StoredObject
 
-log = get_logger(__name__)
-
 _LOCK_STRIPES = 64
 #: Age after which any temporary file is taken for abandoned (no write lasts an hour).
 TEMP_MAX_AGE_S = 3600.0
-
-TEMPS_COLLECTED = metrics.counter(
-    "servo_storage_temporary_files_collected_total",
-    "Temporary files of interrupted writes removed from the local store.",
-)
 
 
 class LocalObjectStore:
@@ -273,33 +262,9 @@ class LocalObjectStore:
         Returns:
             The removed files, as paths relative to the root, sorted.
         """
-        check_prefix(prefix)
-        start = f"{self._root}/{prefix.rpartition('/')[0]}".rstrip("/")
-        now, max_age = time.time_ns(), int(max_age_s * 1e9)
-        removed = []
-        for directory, _dirs, names in os.walk(start):
-            for name in names:
-                if not name.startswith(TEMP_PREFIX):
-                    continue
-                full = f"{directory}/{name}"
-                relative = full[len(self._root) + 1 :]
-                if not relative.startswith(prefix):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    info = os.lstat(full)
-                    if stat.S_ISREG(info.st_mode) and _files.temp_is_abandoned(
-                        name, info.st_mtime_ns, now, max_age
-                    ):
-                        try:
-                            os.unlink(full)
-                        except OSError as exc:
-                            log.warning("storage.temporary_file_kept", path=full, error=str(exc))
-                            continue
-                        removed.append(relative)
-        if removed:
-            TEMPS_COLLECTED.inc(len(removed))
-            log.info("storage.temporary_files_collected", root=self._root, count=len(removed))
-        return sorted(removed)
+        from servo.storage.temporary import collect_temporary_files
+
+        return collect_temporary_files(self._root, prefix, max_age_s)
 
     # -- helpers --------------------------------------------------------------------
 
