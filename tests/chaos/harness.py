@@ -30,8 +30,9 @@ replays one trial)::
     python -m tests.chaos.harness --trials 200 --seed 1234
 
 ``--mode process`` runs the process-mode faults of `tests.chaos.process_chaos` (kills
-anchored on `TaskStarted`, of worker processes, of the pool's manager) instead, and
-``--soak MINUTES`` runs trials of either mode until the time is up.
+anchored on `TaskStarted`, of worker processes, of the pool's manager) instead,
+``--mode faults|torn|clocks|machine|inprocess`` the in-process modes of
+`tests.chaos.modes`, and ``--soak MINUTES`` runs trials of a mode until the time is up.
 """
 
 from __future__ import annotations
@@ -781,6 +782,8 @@ def soak(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tests.chaos.harness``: a campaign; exit 1 if any trial failed."""
+    from .modes import MODES, run_in_process  # not at the top: it imports this module
+
     parser = argparse.ArgumentParser(
         "python -m tests.chaos.harness",
         description=__doc__,
@@ -794,13 +797,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--orphan-share", type=float, default=0.5, help="chance a --processes kill orphans")
     add("--workdir", type=Path, default=None, help="where trials run (default: a temp dir)")
     add("--keep", action="store_true", help="keep the directories of passing trials")
-    add("--mode", choices=("sigkill", "process"), default="sigkill",
+    add("--mode", choices=("sigkill", "process", *MODES), default="sigkill",
         help="sigkill: kill the runner at random points (default); process: process-mode "
-             "faults (tests.chaos.process_chaos)")  # fmt: skip
+             "faults (tests.chaos.process_chaos); in-process: see tests.chaos.modes")  # fmt: skip
     add("--soak", type=float, default=None, metavar="MINUTES",
         help="run trials until MINUTES have passed (--trials is then ignored)")  # fmt: skip
     args = parser.parse_args(argv)
     seed = base_seed() if args.seed is None else args.seed
+    if args.mode in MODES:
+        return run_in_process(args.mode, seed, args.trials, args.soak)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="servo-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.mode == "process":
