@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from servo import Definitions, asset
-from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.fold import EngineState
 from servo.engine.ids import now_us
-from servo.engine.ledger import LedgerReader
-from servo.engine.replay import ReplayComparison, ledger_paths, replay_and_compare, replay_ledger
+from servo.engine.replay import ReplayComparison, replay_and_compare, replay_ledger
 from servo.engine.runner import EmbeddedRunner
 from servo.engine.runner_options import RunnerOptions
 from servo.resilience.retry import ErrorKind, RetryPolicy
@@ -149,33 +147,20 @@ def check_recovered(
     return check_published(store)
 
 
-def check_invariants(state: EngineState, excused: Collection[str] = ()) -> list[str]:
-    """At most one successful attempt per task (attempt ids in `excused` not counted)."""
+def check_invariants(state: EngineState) -> list[str]:
+    """The asset ran to success at most once per task: every other successful attempt
+    reports an earlier attempt's recorded result (`reused_attempt_id`) instead."""
     problems = []
-    successes: Counter[tuple[str, str]] = Counter()
+    executed: Counter[tuple[str, str]] = Counter()
     for attempt in state.rows("attempts"):
-        if attempt.attempt_id in excused:
+        if attempt.outcome != "succeeded" or attempt.end_kind != "finished":
             continue
-        if attempt.outcome == "succeeded" and attempt.end_kind == "finished":
-            successes[(attempt.run_id, attempt.task_key)] += 1
-    for (run_id, task_key), count in sorted(successes.items()):
+        if attempt.reused_attempt_id is None:
+            executed[(attempt.run_id, attempt.task_key)] += 1
+    for (run_id, task_key), count in sorted(executed.items()):
         if count > 1:
             problems.append(f"{task_key} in {run_id} succeeded {count} times")
     return problems
-
-
-def given_up_attempts(store: ObjectStore) -> set[str]:
-    """Attempt ids the engine gave up as lost (`AttemptAbandoned` in the ledger)."""
-    given_up = set()
-    for path in ledger_paths(store, TENANT, WORKSPACE):
-        for event in LedgerReader(store).read(path):
-            payload = event.payload
-            if isinstance(payload, ev.AttemptAbandoned) and payload.reason in _LOST:
-                given_up.add(event.attempt_id or "")
-    return given_up
-
-
-_LOST = frozenset({"worker_lost", "heartbeat_missed"})
 
 
 def check_run(store: ObjectStore, run_id: str, plan: TrialPlan, effects: Effects) -> list[str]:

@@ -67,7 +67,6 @@ from .inprocess import (
     check_invariants,
     check_no_phantoms,
     failed_by_faults,
-    given_up_attempts,
 )
 from .inprocess import check_published as published_problems
 
@@ -415,9 +414,7 @@ class RunnerMachine(RuleBasedStateMachine):
         self.seen = (ledger, manifests)
         self.expect(check_no_phantoms(self.inner), "published")
         state = replay_ledger(self.inner, TENANT, WORKSPACE).state
-        # A success of an attempt given up as lost, reported late, is a known defect of
-        # the fold (see test_machine.py); every other second success is reported.
-        problems = check_invariants(state, excused=given_up_attempts(self.inner))
+        problems = check_invariants(state)
         for task in state.rows("tasks"):
             key = (task.run_id, task.task_key)
             before, now = self.satisfied.get(key, 0), task.deps_satisfied_count

@@ -29,8 +29,8 @@ from .harness import (
     base_seed,
     failure_message,
     run_campaign,
-    verify,
 )
+from .verification import verify
 
 pytestmark = pytest.mark.chaos
 

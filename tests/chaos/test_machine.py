@@ -39,11 +39,6 @@ def _by_task(requests: list[TaskRequest], task_key: str) -> int:
     return next(i for i, r in enumerate(requests) if r.task_key == task_key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a late success of an attempt given up as worker_lost still ends it succeeded "
-    "(the earliest terminal fact wins) beside its redelivery's success",
-)
 def test_an_orphans_late_success_and_its_redelivery_are_not_two_successes() -> None:
     machine = RunnerMachine()
     machine.request("k0")
@@ -63,3 +58,11 @@ def test_an_orphans_late_success_and_its_redelivery_are_not_two_successes() -> N
     machine.step()
     state = replay_ledger(machine.inner, TENANT, WORKSPACE).state
     assert check_invariants(state) == []
+    attempts = sorted(
+        (a for a in state.rows("attempts") if a.task_key == "a0" and a.outcome == "succeeded"),
+        key=lambda a: a.attempt,
+    )
+    first, second = attempts  # attempt 1 ran the asset; attempt 2 reports its result
+    assert (first.reused_attempt_id, second.reused_attempt_id) == (None, first.attempt_id)
+    task = next(t for t in state.rows("tasks") if t.task_key == "a0")
+    assert (task.status, task.attempt_id) == ("SUCCEEDED", first.attempt_id)

@@ -202,6 +202,9 @@ class TaskFinished(Payload):
     retryable: bool = False
     output: OutputRef | None = None
     duration_s: float | None = None
+    #: The earlier attempt whose recorded result this success reports (the asset did
+    #: not run again); None when this attempt ran it.
+    reused_attempt_id: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TaskFinished:
@@ -217,6 +220,7 @@ class TaskFinished(Payload):
             retryable=bool(raw.get("retryable", False)),
             output=None if output is None else OutputRef(**output),
             duration_s=raw.get("duration_s"),
+            reused_attempt_id=raw.get("reused_attempt_id"),
         )
 
 

@@ -512,6 +512,7 @@ def _set_end(
         row.output_size = None if out is None else out.size_bytes
         row.output_rows = None if out is None else out.row_count
         row.duration_s = payload.duration_s
+        row.reused_attempt_id = payload.reused_attempt_id
     else:
         row.end_kind, row.outcome = "abandoned", "failed"
         row.error_type = payload.reason
@@ -519,4 +520,5 @@ def _set_end(
         row.error_traceback, row.retryable = None, payload.retryable
         row.output_location = row.output_format = None
         row.output_size = row.output_rows = None
+        row.reused_attempt_id = None
         row.duration_s = None

@@ -126,12 +126,19 @@ def _cache_key(store: ObjectStore, path: str) -> tuple[int, str]:
 def conform(spec: TableSpec, table: pa.Table) -> pa.Table:
     """`table` with exactly `spec`'s columns, order and types, as one chunk per column.
 
+    A nullable column the file lacks (added to the schema after the file was
+    written) is read as nulls; files are never rewritten for it.
+
     Raises:
         EngineError: a column is missing or cannot be cast.
     """
     if table.schema.equals(spec.schema):
         conformed = table
     else:
+        for name in spec.columns:  # a column added since the file was written: nulls
+            if name not in table.column_names and spec.schema.field(name).nullable:
+                field = spec.schema.field(name)
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
         try:
             conformed = table.select(list(spec.columns)).cast(spec.schema)
         except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

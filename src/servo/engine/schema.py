@@ -150,6 +150,8 @@ class AttemptRow:
     output_size: int | None = None
     output_rows: int | None = None
     duration_s: float | None = None
+    #: A success that reports an earlier attempt's recorded result (nothing ran).
+    reused_attempt_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -294,7 +296,7 @@ ATTEMPTS = _spec(
      "heartbeat_at": _I64, "end_event_id": _S, "end_at": _I64, "end_kind": _S, "outcome": _S,
      "error_type": _S, "error_message": _S, "error_traceback": _S, "retryable": _B,
      "output_location": _S, "output_format": _S, "output_size": _I64, "output_rows": _I64,
-     "duration_s": _F64},
+     "duration_s": _F64, "reused_attempt_id": _S},
 )  # fmt: skip
 DEP_SATISFACTION = _spec(
     "dep_satisfaction", DepRow, ["run_id", "task_key", "upstream_task_key"],

@@ -233,10 +233,15 @@ class TaskRuntime:
     def execute(self, request: TaskRequest) -> TaskReport:
         """Run one attempt and report it (see the module docstring)."""
         report = TaskReport()
-        recorded = self._recorded_result(request)
-        if recorded is not None:
+        found = self._recorded_result(request)
+        if found is not None:
+            recorded, recorded_by = found
             report.reused = True
-            self._emit(report, request, ev.TaskFinished(outcome="succeeded", output=recorded))
+            reused = None if recorded_by == request.attempt_id else recorded_by
+            finished = ev.TaskFinished(
+                outcome="succeeded", output=recorded, reused_attempt_id=reused
+            )
+            self._emit(report, request, finished)
             TASK_TOTAL.labels("reused").inc()
             return report
         self._emit(report, request, ev.TaskStarted(worker_id=self._worker_id))
@@ -316,8 +321,9 @@ class TaskRuntime:
                 retryable=retryable,
             )
 
-    def _recorded_result(self, request: TaskRequest) -> ev.OutputRef | None:
-        """The result this attempt or a reusable earlier one recorded, else None.
+    def _recorded_result(self, request: TaskRequest) -> tuple[ev.OutputRef, str] | None:
+        """The result this attempt or a reusable earlier one recorded, and the attempt
+        that recorded it; None when there is none.
 
         A record that cannot be read (torn by a crash mid-write) counts as absent:
         the attempt runs, and its own record is written beside it.
@@ -326,7 +332,7 @@ class TaskRuntime:
             path = result_path(request, attempt_id)
             try:
                 raw = json.loads(self._store.get(path).data)
-                return ev.OutputRef(**raw)
+                return ev.OutputRef(**raw), attempt_id
             except ObjectNotFoundError:
                 continue
             except (ValueError, TypeError) as exc:  # torn or foreign record
