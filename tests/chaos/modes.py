@@ -9,7 +9,9 @@ the command that replays it):
 - ``clocks``: `tests.chaos.clocks` — a clock that jumps, crashes, skewed writers.
 - ``machine``: `tests.chaos.machine` — the hypothesis state machine; ``--trials``
   is its number of examples, the seed fixes hypothesis' draw.
-- ``inprocess``: faults, clocks and machine, one after the other.
+- ``powerloss``: `tests.chaos.power_loss` — writes not yet synced dropped or torn
+  at a random cut, fsync on and off.
+- ``inprocess``: faults, clocks, machine and powerloss, one after the other.
 
 With ``--soak MINUTES`` the mode runs in rounds of `SOAK_ROUND` trials, seeds going
 on from the base seed, until MINUTES have passed; it stops at the first failure.
@@ -17,17 +19,20 @@ on from the base seed, until MINUTES have passed; it stops at the first failure.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .clocks import run_clock_campaign
 from .faults import run_fault_campaign
 from .machine import run_machine
+from .power_loss import run_campaign as run_power_loss_campaign
 
 Report = Callable[[str], None]
-MODES = ("faults", "torn", "clocks", "machine", "inprocess")
+MODES = ("faults", "torn", "clocks", "machine", "powerloss", "inprocess")
 #: What ``inprocess`` runs.
-ALL = ("faults", "clocks", "machine")
+ALL = ("faults", "clocks", "machine", "powerloss")
 #: Trials (examples for the machine) of each mode per soak round.
 SOAK_ROUND = 20
 
@@ -54,6 +59,10 @@ def run_mode(mode: str, seed: int, trials: int, report: Report) -> int:
         failed = sum(not o.ok for o in outcomes)
     elif mode == "clocks":
         failed = sum(not o.ok for o in run_clock_campaign(seed, trials, report))
+    elif mode == "powerloss":
+        with tempfile.TemporaryDirectory() as tmp:
+            results = run_power_loss_campaign(seed, trials, Path(tmp), report)
+        failed = sum(not r.ok for r in results)
     elif mode == "machine":
         try:
             run_machine(trials, seed)
