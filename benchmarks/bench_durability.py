@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks._timing import Timing, report
 from benchmarks.workloads import write_workload
-from servo.engine.runner import EmbeddedRunner, RunnerOptions
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.loader import load_definitions
 from servo.storage.local import LocalObjectStore
 

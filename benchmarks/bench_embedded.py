@@ -19,9 +19,8 @@ from pathlib import Path
 
 from benchmarks._timing import Timing, report
 from benchmarks.workloads import write_workload
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.engine.snapshot import SnapshotReader
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.io import read_value
 from servo.sdk.loader import load_definitions
 from servo.storage.local import LocalObjectStore

@@ -26,8 +26,7 @@ from pathlib import Path
 
 from benchmarks._timing import Timing, report
 from servo import Definitions, RetryPolicy, asset
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.storage.local import LocalObjectStore
 
 REPEAT = int(os.environ.get("SERVO_BENCH_REPEAT", "5"))

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from servo.engine import schema as s
+from servo.engine.cancellation import request_cancel
 from servo.engine.ids import now_us, run_id_for_key
 from servo.engine.ledger import LedgerWriter
 from servo.engine.replay import replay_ledger
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions, request_cancel
 from servo.errors import ServoError
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.definitions import Definitions
 from servo.storage.memory import MemoryObjectStore
 

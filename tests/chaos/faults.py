@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from servo.engine.ids import run_id_for_key
-from servo.engine.runner import EmbeddedRunner
 from servo.errors import ServoError
 from servo.maintenance.salvage import salvage_scope
+from servo.runner import EmbeddedRunner
 from servo.storage.memory import MemoryObjectStore
 
 from .faulty import ATOMIC_KINDS, KINDS, FaultRule, FaultyObjectStore

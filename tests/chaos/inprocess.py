@@ -30,9 +30,8 @@ from servo.engine import schema as s
 from servo.engine.fold import EngineState
 from servo.engine.ids import now_us
 from servo.engine.replay import ReplayComparison, replay_and_compare, replay_ledger
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.resilience.retry import ErrorKind, RetryPolicy
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.context import AssetContext
 from servo.sdk.io import read_value
 from servo.storage.base import ObjectStore

@@ -47,15 +47,14 @@ from hypothesis.stateful import (
 
 from servo import Definitions
 from servo.dispatch.base import EnqueueOutcome
-from servo.dispatch.request import TaskRequest
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import now_us, run_id_for_key
 from servo.engine.replay import replay_ledger
-from servo.engine.reports import AttemptEnded, Report, WorkerEvents
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
+from servo.engine.request import TaskRequest
 from servo.errors import LedgerWriteError, StorageError
+from servo.runner import EmbeddedRunner, RunnerOptions
+from servo.runner.reports import AttemptEnded, Report, WorkerEvents
 from servo.storage.memory import MemoryObjectStore
 from servo.worker.runtime import TaskReport, TaskRuntime
 

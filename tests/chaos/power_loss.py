@@ -45,10 +45,10 @@ from servo.config.settings import Settings
 from servo.engine.ledger import ledger_prefix
 from servo.engine.projections import clear_cache
 from servo.engine.replay import replay_and_compare
-from servo.engine.runner import EmbeddedRunner, RunnerOptions
 from servo.maintenance.doctor import diagnose_home
 from servo.maintenance.repair import repair_home
 from servo.maintenance.salvage import salvage_scope
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk import Definitions, asset
 from servo.storage.base import StoredObject
 from servo.storage.memory import MemoryObjectStore

@@ -16,8 +16,8 @@ import random
 import pytest
 
 from servo.engine.ledger import ledger_prefix
-from servo.engine.runner import EmbeddedRunner
 from servo.errors import ObjectNotFoundError, StorageError, TransientStorageError
+from servo.runner import EmbeddedRunner
 from servo.storage.memory import MemoryObjectStore
 
 from .faults import FaultPlan, run_fault_campaign

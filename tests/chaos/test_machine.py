@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from servo.dispatch.request import TaskRequest
 from servo.engine.replay import replay_ledger
+from servo.engine.request import TaskRequest
 
 from .harness import TENANT, WORKSPACE, base_seed
 from .inprocess import check_invariants

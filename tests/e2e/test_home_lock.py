@@ -63,7 +63,7 @@ PAUSE_BEFORE_DRIVING = """
 import os, time
 from pathlib import Path
 if os.environ.get("PAUSED"):
-    import servo.engine.runner as runner
+    import servo.runner.loop as runner
 
     drive = runner.EmbeddedRunner.wait
 

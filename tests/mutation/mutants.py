@@ -36,7 +36,7 @@ FOLD = "servo/engine/fold.py"
 DERIVE = "servo/engine/derive.py"
 IDS = "servo/engine/ids.py"
 TIMERS = "servo/engine/controllers/timers.py"
-RUNNER = "servo/engine/runner.py"
+RUNNER = "servo/runner/loop.py"
 POOL = "servo/dispatch/local.py"
 
 FOLD_TESTS = ("tests/unit/engine/test_fold.py", "tests/unit/engine/test_fold_findings.py")

@@ -118,10 +118,10 @@ def _request_from_live(
     store: ObjectStore, ledger: LedgerWriter, tenant: str, run_id: str, reason: str
 ) -> tuple[str, str]:
     """Write the request for the live runner and publish it; (status, outcome)."""
+    from servo.engine.cancellation import cancel_path, request_cancel
     from servo.engine.compactor import Compactor
     from servo.engine.ids import now_us
     from servo.engine.ledger import LedgerReader
-    from servo.engine.runner_options import cancel_path, request_cancel
 
     compactor = Compactor(store, tenant, WORKSPACE)
     run = compactor.state.run(run_id)

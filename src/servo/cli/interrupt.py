@@ -23,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from servo.engine.runner import EmbeddedRunner
+    from servo.runner import EmbeddedRunner
 
 #: The signals that stop a run gracefully.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from servo.config.settings import Settings
     from servo.engine import schema as s
     from servo.engine.controllers.run import Materialization
-    from servo.engine.runner import EmbeddedRunner
-    from servo.engine.runner_options import Progress, RunStart
+    from servo.runner import EmbeddedRunner, Progress, RunStart
     from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
 
@@ -260,7 +259,7 @@ def resume_run(
     as_json: JsonOption = False,
 ) -> None:
     """Resume an unfinished run (stopped with Ctrl-C, or whose process died)."""
-    from servo.engine.runner_options import RunStart
+    from servo.runner import RunStart
 
     settings, store, definitions = _open(ctx, home, tenant, run_id, defs)
     opened = _runner(settings, store, definitions, tenant=tenant, concurrency=concurrency,

@@ -7,6 +7,6 @@ or processes). Cloud Tasks and Celery implementations follow the same protocol.
 from __future__ import annotations
 
 from servo.dispatch.base import Dispatcher, EnqueueOutcome
-from servo.dispatch.request import InputRef, TaskRequest
+from servo.engine.request import InputRef, TaskRequest
 
 __all__ = ["Dispatcher", "EnqueueOutcome", "InputRef", "TaskRequest"]

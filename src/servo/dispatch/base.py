@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
-from servo.dispatch.request import TaskRequest
+from servo.engine.request import TaskRequest
 
 
 class EnqueueOutcome(StrEnum):

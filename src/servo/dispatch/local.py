@@ -32,8 +32,8 @@ from typing import Literal
 from servo.dispatch.base import EnqueueOutcome, NotStarted
 from servo.dispatch.process_pool import ProcessPool
 from servo.dispatch.process_worker import ProcessRuntimeSpec
-from servo.dispatch.request import TaskRequest
 from servo.engine.events import Event
+from servo.engine.request import TaskRequest
 from servo.errors import ConfigError
 from servo.observability import metrics
 from servo.observability.logging import get_logger

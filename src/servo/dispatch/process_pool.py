@@ -56,8 +56,8 @@ from servo.dispatch.process_worker import (
     init_process,
     name_process,
 )
-from servo.dispatch.request import TaskRequest
 from servo.engine.events import Event
+from servo.engine.request import TaskRequest
 from servo.errors import PoolLostError, WorkerCrashedError, WorkerPoolError
 from servo.observability import metrics
 from servo.observability.logging import get_logger

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from servo.dispatch.request import TaskRequest
 from servo.engine.events import Event
+from servo.engine.request import TaskRequest
 from servo.storage.base import ObjectStore
 from servo.worker.runtime import LedgerSink, TaskReport, TaskRuntime
 

@@ -33,9 +33,8 @@ from servo.errors import ConfigError
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
     from servo.config.settings import Settings
-    from servo.engine.runner import EmbeddedRunner
-    from servo.engine.runner_options import Progress, RunnerOptions, RunStart
     from servo.engine.schema import AttemptRow, RunRow, TaskRow
+    from servo.runner import EmbeddedRunner, Progress, RunnerOptions, RunStart
     from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
 
@@ -139,7 +138,7 @@ def runner_options(
     """
     from servo.dispatch.local import ProcessRuntimeSpec
     from servo.engine.run_lock import home_lock_dir
-    from servo.engine.runner_options import RunnerOptions
+    from servo.runner import RunnerOptions
     from servo.storage.factory import open_store
 
     spec = None
@@ -196,7 +195,7 @@ def _runner_in(
     store: ObjectStore,
     settings: Settings | None,
 ) -> Iterator[EmbeddedRunner]:
-    from servo.engine.runner import EmbeddedRunner
+    from servo.runner import EmbeddedRunner
 
     tenant = options.tenant_id
     if settings is not None:

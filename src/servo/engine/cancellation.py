@@ -13,6 +13,9 @@ runner's part once, here and now:
    started become CANCELLED, the run CANCELLED;
 4. publish the projections and hand the snapshot to the listeners (the catalog).
 
+`request_cancel` writes the request alone (a runner, or ``servo runs cancel`` for a
+run a live process drives, which then ends it).
+
 The caller must make sure no live process drives the run (the run lock,
 `servo.engine.run_lock`): a runner that resumes the run afterwards finds it finished.
 Running it twice is harmless: the second call finds the run finished.
@@ -23,17 +26,35 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.timers import abandon_cancelled
 from servo.engine.ids import now_us
 from servo.engine.ledger import LedgerReader, LedgerWriter
-from servo.engine.runner_options import PublishListener, cancel_path, request_cancel
+from servo.engine.snapshot import PublishListener
 from servo.errors import EngineError
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
 
 log = get_logger(__name__)
+
+
+def cancel_path(run_id: str) -> str:
+    """The ledger suffix of a run's cancel request (create-only: one per run)."""
+    return f"runs/{run_id}/cancel"
+
+
+def request_cancel(ledger: LedgerWriter, run_id: str, reason: str, now: int) -> bool:
+    """Write the run's cancel request at its create-only path; False if one exists."""
+    event = ev.Event.new(
+        ev.RunCancelRequested(reason=reason),
+        tenant_id=ledger.tenant_id,
+        workspace_id=ledger.workspace_id,
+        run_id=run_id,
+        emitted_at=now,
+    )
+    return ledger.append_at(cancel_path(run_id), event)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -218,3 +219,7 @@ class SnapshotReader:
                 f"of {self.manifests.tenant_id}/{self.manifests.workspace_id}"
             )
         return Snapshot(self._store, manifest)
+
+
+#: Called with each snapshot a runner publishes (e.g. the catalog projector).
+PublishListener = Callable[[Snapshot], None]

@@ -4,5 +4,5 @@
 - `servo.maintenance.quarantine`: moving unreadable objects aside, never deleting them.
 - `servo.maintenance.doctor`: the checks, as a report of findings.
 - `servo.maintenance.repair`: quarantine, rebuild projections and catalog from the ledger.
-- `servo.maintenance.gc` and `servo.maintenance.gc_records`: retention of stored values.
+- `servo.maintenance.gc` and `servo.storage.gc_records`: retention of stored values.
 """

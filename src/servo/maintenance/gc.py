@@ -14,7 +14,7 @@ Values live at ``outputs/{asset}/{partition}/{run_id}[-{attempt}].{ext}``
 - it is not the latest successful materialization of its asset and partition.
 
 `plan_gc` decides (it reads, never writes); `collect` writes the record
-(`servo.maintenance.gc_records`) first and then removes, so a value is never gone
+(`servo.storage.gc_records`) first and then removes, so a value is never gone
 without a record saying why.
 """
 
@@ -31,12 +31,12 @@ from servo.engine import schema as s
 from servo.engine.ids import new_ulid, now_us
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import ConfigError, ObjectNotFoundError
-from servo.maintenance.gc_records import write_record
 from servo.maintenance.scopes import home_scopes
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.sdk.io import NO_PARTITION
 from servo.storage.base import ObjectStore
+from servo.storage.gc_records import write_record
 
 log = get_logger(__name__)
 

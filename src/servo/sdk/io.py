@@ -254,7 +254,7 @@ def _asset_of(location: str) -> str:
 
 def _removed(store: ObjectStore, location: str) -> ValueRemovedError | None:
     """The error for a value `servo gc` removed, or None when no gc record lists it."""
-    from servo.maintenance.gc_records import removal_of
+    from servo.storage.gc_records import removal_of
 
     removal = removal_of(store, location)
     if removal is None:

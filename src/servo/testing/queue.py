@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from servo.dispatch.base import EnqueueOutcome
-from servo.dispatch.request import TaskRequest
+from servo.engine.request import TaskRequest
 
 #: Cloud Tasks remembers a task name for this long after the task was created.
 DEDUP_WINDOW_S = 24 * 3600.0

@@ -40,7 +40,7 @@ from typing import Any, TextIO, cast
 
 import structlog
 
-from servo.dispatch.request import TaskRequest
+from servo.engine.request import TaskRequest
 from servo.errors import ObjectExistsError
 from servo.observability import metrics
 from servo.observability.logging import get_logger, redact_secrets

@@ -37,10 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from servo.dispatch.request import TaskRequest
 from servo.engine import events as ev
 from servo.engine.ids import now_us
 from servo.engine.ledger import LedgerWriter
+from servo.engine.request import TaskRequest
 from servo.errors import ObjectExistsError, ObjectNotFoundError
 from servo.observability import metrics
 from servo.observability.logging import get_logger

@@ -15,9 +15,8 @@ import pytest
 import servo
 from servo import AssetContext, Definitions, RetryPolicy, asset
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.errors import AttemptStoppedError
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.asset import definition_of
 from servo.storage.local import LocalObjectStore
 

@@ -13,10 +13,9 @@ from servo.catalog import CatalogProjector, ProjectedFiles, ProjectionBatch, Sql
 from servo.catalog.projector import new_files
 from servo.catalog.registry import register_definitions
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import CatalogUnavailableError, EngineError
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.storage.local import LocalObjectStore
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from servo.dispatch.local import LocalPoolDispatcher, ProcessRuntimeSpec
-from servo.dispatch.request import TaskRequest
+from servo.engine.request import TaskRequest
 from servo.storage.memory import MemoryObjectStore
 
 

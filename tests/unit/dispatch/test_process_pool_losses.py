@@ -8,7 +8,7 @@ from typing import Any
 
 from servo.dispatch.local import LocalPoolDispatcher, ProcessRuntimeSpec
 from servo.dispatch.process_pool import _Generation, _loss_error
-from servo.dispatch.request import TaskRequest
+from servo.engine.request import TaskRequest
 from servo.errors import PoolLostError, WorkerCrashedError
 from servo.storage.memory import MemoryObjectStore
 

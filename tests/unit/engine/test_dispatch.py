@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from servo.dispatch.base import EnqueueOutcome
 from servo.dispatch.local import LocalPoolDispatcher
-from servo.dispatch.request import TaskRequest, build_request
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import cloud_task_id, dispatch_id, timer_id, timer_task_id
+from servo.engine.request import TaskRequest, build_request
 from servo.testing import FakeTaskQueue
 from servo.worker.runtime import TaskReport, TaskRuntime
 

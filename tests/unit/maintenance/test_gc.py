@@ -11,8 +11,8 @@ from servo.engine.compactor import Compactor
 from servo.engine.ids import cloud_task_id, dispatch_id, new_ulid
 from servo.errors import ConfigError, ObjectNotFoundError, ValueRemovedError
 from servo.maintenance.gc import KeptBecause, Retention, collect, plan_gc
-from servo.maintenance.gc_records import removal_of
 from servo.sdk.io import output_path, read_value
+from servo.storage.gc_records import removal_of
 from servo.storage.memory import MemoryObjectStore
 
 T, W = "t1", "w1"

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from servo.cli.main import main
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.engine.schema import TABLES
 from servo.engine.snapshot import SnapshotReader
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.loader import load_definitions
 from servo.storage.local import LocalObjectStore
 

@@ -11,11 +11,10 @@ import pytest
 
 from servo import Definitions, asset
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import DefinitionError
 from servo.resilience.retry import RetryPolicy
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.io import read_value
 from servo.storage.local import LocalObjectStore
 

@@ -10,9 +10,8 @@ from servo import Definitions, asset
 from servo.dispatch.base import EnqueueOutcome
 from servo.engine import schema as s
 from servo.engine.events import Event, TaskHeartbeat, TaskStarted
-from servo.engine.reports import WorkerEvents
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
+from servo.runner import EmbeddedRunner, RunnerOptions
+from servo.runner.reports import WorkerEvents
 from servo.storage.local import LocalObjectStore
 
 

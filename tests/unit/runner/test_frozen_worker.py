@@ -10,8 +10,7 @@ import pytest
 
 from servo.dispatch.local import ProcessRuntimeSpec
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.loader import load_definitions
 from servo.storage.local import LocalObjectStore
 

@@ -13,9 +13,9 @@ from servo.engine import schema as s
 from servo.engine.ids import now_us
 from servo.engine.ledger import LedgerReader
 from servo.engine.replay import compare, replay_ledger
-from servo.engine.runner import EmbeddedRunner
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import LedgerWriteError, StorageError
+from servo.runner import EmbeddedRunner
 from servo.storage.base import ObjectStore
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore

@@ -8,9 +8,9 @@ import pytest
 
 from servo import Definitions, asset
 from servo.dispatch.base import EnqueueOutcome
-from servo.dispatch.request import TaskRequest
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner
+from servo.engine.request import TaskRequest
+from servo.runner import EmbeddedRunner
 from servo.storage.local import LocalObjectStore
 
 

@@ -15,10 +15,10 @@ import pytest
 from servo import AssetDep, Definitions, RetryPolicy, asset
 from servo.dispatch.local import ProcessRuntimeSpec
 from servo.engine import schema as s
+from servo.engine.cancellation import request_cancel
 from servo.engine.ledger import LedgerWriter
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions, request_cancel
 from servo.observability import metrics
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.context import AssetContext
 from servo.sdk.io import read_value
 from servo.sdk.loader import load_definitions

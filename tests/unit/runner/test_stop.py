@@ -16,10 +16,9 @@ from servo.dispatch.local import NotStarted, _DaemonThreadPool
 from servo.engine import schema as s
 from servo.engine.cancellation import cancel_idle_run
 from servo.engine.run_lock import RunLock, lock_path
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import EngineError, RunBusyError
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.io import read_value
 from servo.storage.local import LocalObjectStore
 

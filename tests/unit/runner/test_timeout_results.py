@@ -11,8 +11,7 @@ import pytest
 
 from servo import Definitions, RetryPolicy, asset
 from servo.engine import schema as s
-from servo.engine.runner import EmbeddedRunner
-from servo.engine.runner_options import RunnerOptions
+from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.context import AssetContext
 from servo.storage.local import LocalObjectStore
 

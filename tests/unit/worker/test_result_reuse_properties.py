@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from servo import Definitions, RetryPolicy, asset
-from servo.dispatch.request import TaskRequest, build_request
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.controllers.run import plan_tasks
 from servo.engine.derive import reusable_attempt_ids
 from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, timer_id
+from servo.engine.request import TaskRequest, build_request
 from servo.sdk.context import AssetContext
 from servo.sdk.io import read_value
 from servo.storage.memory import MemoryObjectStore

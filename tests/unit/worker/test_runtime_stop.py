@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from servo import Definitions, asset
-from servo.dispatch.request import TaskRequest
 from servo.engine import events as ev
+from servo.engine.request import TaskRequest
 from servo.observability import metrics
 from servo.sdk.context import AssetContext
 from servo.storage.memory import MemoryObjectStore

@@ -1,8 +1,4 @@
-"""How the embedded runner is configured and what its callers get back.
-
-Also the run's cancel request, written at a create-only ledger path by whoever
-cancels (the runner, or ``servo runs cancel`` in another process).
-"""
+"""How the embedded runner is configured and what its callers get back."""
 
 from __future__ import annotations
 
@@ -11,16 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servo.dispatch.local import PoolMode, ProcessRuntimeSpec
-from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.anti_entropy import SweepSettings
-from servo.engine.ledger import LedgerWriter
-from servo.engine.snapshot import Snapshot
 
 #: Called with a run's row and its tasks whenever their counts change.
 Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
-#: Called with each snapshot the runner publishes (e.g. the catalog projector).
-PublishListener = Callable[[Snapshot], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +60,3 @@ class RunStart:
 
     run_id: str
     resumed: bool
-
-
-def cancel_path(run_id: str) -> str:
-    """The ledger suffix of a run's cancel request (create-only: one per run)."""
-    return f"runs/{run_id}/cancel"
-
-
-def request_cancel(ledger: LedgerWriter, run_id: str, reason: str, now: int) -> bool:
-    """Write the run's cancel request at its create-only path; False if one exists."""
-    event = ev.Event.new(
-        ev.RunCancelRequested(reason=reason),
-        tenant_id=ledger.tenant_id,
-        workspace_id=ledger.workspace_id,
-        run_id=run_id,
-        emitted_at=now,
-    )
-    return ledger.append_at(cancel_path(run_id), event)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import queue
 from dataclasses import dataclass
 
-from servo.dispatch.request import TaskRequest
 from servo.engine import events as ev
+from servo.engine.request import TaskRequest
 from servo.worker.runtime import TaskReport
 
 

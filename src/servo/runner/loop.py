@@ -38,10 +38,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from servo.dispatch.local import LocalPoolDispatcher, NotStarted
-from servo.dispatch.request import TaskRequest, build_request
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.anti_entropy import sweep
+from servo.engine.cancellation import cancel_path, request_cancel
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.ready import dispatch_ready
 from servo.engine.controllers.run import Materialization, latest_materializations, plan_tasks
@@ -56,17 +56,9 @@ from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, now_us, run_id_for_key
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.recovery import FINDINGS
-from servo.engine.reports import AttemptEnded, QueueSink, Report, WorkerEvents
+from servo.engine.request import TaskRequest, build_request
 from servo.engine.run_lock import RunLock, lock_path
-from servo.engine.runner_options import (
-    Progress,
-    PublishListener,
-    RunnerOptions,
-    RunStart,
-    cancel_path,
-    request_cancel,
-)
-from servo.engine.snapshot import Snapshot
+from servo.engine.snapshot import PublishListener, Snapshot
 from servo.engine.timer_wheel import TimerWheel
 from servo.errors import (
     EngineError,
@@ -79,6 +71,8 @@ from servo.errors import (
 from servo.graph import select
 from servo.observability import metrics
 from servo.observability.logging import get_logger
+from servo.runner.options import Progress, RunnerOptions, RunStart
+from servo.runner.reports import AttemptEnded, QueueSink, Report, WorkerEvents
 from servo.storage.base import ObjectStore
 from servo.worker.runtime import TaskRuntime
 
