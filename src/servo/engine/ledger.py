@@ -267,7 +267,7 @@ class LedgerWriter:
         self._check_scope(events)
         data = encode_events(events)
         with self._seq_lock:  # one batch at a time per writer: its numbers have no gaps
-            seq = self._next_seq or first_absent_seq(self._store, self.prefix)
+            seq = self._next_seq or self._first_absent(0, events)
             while True:
                 path = batch_path(self.prefix, seq)
                 try:
@@ -275,7 +275,7 @@ class LedgerWriter:
                     break
                 except ObjectExistsError:  # another writer took this number
                     SEQ_CONFLICTS.inc()
-                    seq = first_absent_seq(self._store, self.prefix, seq)
+                    seq = self._first_absent(seq, events)
             self._next_seq = seq + 1
         if self._notify is not None:
             self._notify([path])
@@ -316,6 +316,19 @@ class LedgerWriter:
         if self._notify is not None:
             self._notify([path])
         return True
+
+    def _first_absent(self, known: int, events: Sequence[Event]) -> int:
+        """`first_absent_seq`, retrying transient store errors like a write does."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return first_absent_seq(self._store, self.prefix, known)
+            except TransientStorageError as exc:
+                WRITE_ERRORS.labels(error_type=type(exc).__name__).inc()
+                if attempt >= WRITE_ATTEMPTS:
+                    self._log_failed(events[0].run_id, f"{self.prefix}batches/", attempt, exc)
+                    raise
+                self._sleep(BACKOFF_S * 2 ** (attempt - 1) * (1 + _JITTER.random() / 2))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_scope(self, events: Sequence[Event]) -> None:
         for event in events:

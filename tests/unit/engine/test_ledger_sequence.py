@@ -7,6 +7,7 @@ import multiprocessing
 import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from servo.engine.ledger import (
     ledger_prefix,
 )
 from servo.engine.recovery import unfolded_batches
+from servo.errors import TransientStorageError
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
@@ -133,3 +135,26 @@ def test_a_quarantined_batch_keeps_its_number(tmp_path: Path) -> None:
     assert LedgerWriter(store, TENANT, WORKSPACE).append(lifecycle("r9", 1)) == batch_path(
         PREFIX, 4
     )
+
+
+class FlakyHeads(MemoryObjectStore):
+    """`head` fails transiently the first `failures` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def head(self, path: str) -> int | None:  # type: ignore[override]
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientStorageError(f"injected: head {path}")
+        return super().head(path)
+
+
+def test_finding_the_next_number_retries_transient_errors_like_a_write() -> None:
+    store = FlakyHeads(failures=2)
+    writer = LedgerWriter(store, TENANT, WORKSPACE, sleep=lambda _: None)
+    assert writer.append(lifecycle("r1", 1)) == batch_path(PREFIX, 1)
+    store.failures = 3  # more than a write tolerates: the error reaches the caller
+    with pytest.raises(TransientStorageError):
+        LedgerWriter(store, TENANT, WORKSPACE, sleep=lambda _: None).append(lifecycle("r2", 1))
