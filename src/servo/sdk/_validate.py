@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from servo.errors import DefinitionError
+from servo.resilience.retry import RetryPolicy
 
 #: Asset and workflow names: an identifier of ASCII letters, digits and underscores.
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -67,6 +68,22 @@ def timeout(value: object, owner: str) -> float | None:
     if not math.isfinite(seconds) or seconds <= 0:
         raise DefinitionError(f"{owner}: timeout must be a number of seconds > 0, not {value!r}")
     return seconds
+
+
+def retry(value: object, owner: str) -> RetryPolicy | None:
+    """`value` if it is a `RetryPolicy` or None, else raise (``retry=3`` would
+    otherwise be ignored and the asset tried once)."""
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    example = (
+        f"RetryPolicy(max_attempts={value})"
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        else "RetryPolicy(max_attempts=3)"
+    )
+    raise DefinitionError(
+        f"{owner}: retry must be a RetryPolicy, not {type(value).__name__} {value!r}; "
+        f"write retry={example} (from servo import RetryPolicy)"
+    )
 
 
 def partitions(value: Any, owner: str) -> None:

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from servo.errors import DefinitionError
+from servo.resilience.retry import RetryPolicy
 from servo.sdk import _validate
 from servo.sdk._async import run_coroutine
 from servo.sdk._signature import FunctionSignature, first_doc_line, inspect_function
@@ -61,7 +62,7 @@ class AssetDefinition:
         owner: who answers for the asset (a person or team), if set.
         tags: free-form string labels.
         asset_type: a kind label such as ``table`` or ``model``, if set.
-        retry: the retry policy (a ``RetryPolicy`` once it exists), if set.
+        retry: the retry policy, if set (None: one attempt).
         timeout: seconds one attempt may run, if set.
         takes_context: the function declares a ``context`` parameter.
     """
@@ -74,7 +75,7 @@ class AssetDefinition:
     owner: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     asset_type: str | None = None
-    retry: object | None = field(default=None, hash=False)
+    retry: RetryPolicy | None = field(default=None, hash=False)
     timeout: float | None = None
     takes_context: bool = False
 
@@ -214,7 +215,7 @@ def _define(fn: Callable[..., Any], options: dict[str, Any]) -> AssetDefinition:
         owner=_validate.optional_str(options["owner"], "owner", owner),
         tags=MappingProxyType(_validate.tags(options["tags"], owner)),
         asset_type=_validate.optional_str(options["asset_type"], "asset_type", owner),
-        retry=options["retry"],
+        retry=_validate.retry(options["retry"], owner),
         timeout=_validate.timeout(options["timeout"], owner),
         takes_context=signature.takes_context,
     )

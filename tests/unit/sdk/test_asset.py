@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from servo import AssetDep, asset
+from servo import AssetDep, RetryPolicy, asset
 from servo.errors import DefinitionError
 from servo.sdk.asset import AssetDefinition, definition_of
 
@@ -30,7 +30,7 @@ def test_bare_decorator_returns_the_function_unchanged() -> None:
 
 
 def test_options_are_recorded() -> None:
-    policy = object()
+    policy = RetryPolicy(max_attempts=3)
 
     @asset(
         name="orders_v2",
@@ -55,6 +55,19 @@ def test_options_are_recorded() -> None:
         30.0,
     )
     assert dict(d.tags) == {"layer": "raw"}
+
+
+@pytest.mark.parametrize(
+    ("retry", "hint"),
+    [(3, "RetryPolicy(max_attempts=3)"), ("3", "RetryPolicy(max_attempts=3)"), (True, "")],
+)
+def test_a_retry_that_is_not_a_policy_is_rejected_with_the_fix(retry: object, hint: str) -> None:
+    with pytest.raises(DefinitionError, match="retry must be a RetryPolicy") as caught:
+
+        @asset(retry=retry)
+        def orders() -> None: ...
+
+    assert "asset 'orders'" in str(caught.value) and hint in str(caught.value)
 
 
 def test_description_defaults_to_first_docstring_line() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.errors import DefinitionError
+from servo.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from servo.sdk.definitions import Definitions
@@ -23,13 +24,12 @@ if TYPE_CHECKING:
 Materialization = tuple[str, str]
 
 
-def _max_attempts_and_retry(retry: object) -> tuple[int, dict[str, object] | None]:
-    to_dict = getattr(retry, "to_dict", None)
-    if retry is None or to_dict is None:
+def _max_attempts_and_retry(
+    retry: RetryPolicy | None,
+) -> tuple[int, dict[str, object] | None]:
+    if retry is None:
         return 1, None
-    params: dict[str, object] = to_dict()
-    max_attempts = params.get("max_attempts", 1)
-    return (max_attempts if isinstance(max_attempts, int) else 1), params
+    return retry.max_attempts, retry.to_dict()
 
 
 def plan_tasks(
