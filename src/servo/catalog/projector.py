@@ -39,6 +39,7 @@ from servo.catalog.run_records import (
     TaskSpec,
 )
 from servo.engine import schema as s
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.engine.projections import read_table_file
 from servo.errors import EngineError
 from servo.observability import metrics
@@ -148,7 +149,11 @@ class CatalogProjector:
     """
 
     def __init__(
-        self, catalog: Catalog, store: ObjectStore, tenant_id: str, workspace_id: str = "default"
+        self,
+        catalog: Catalog,
+        store: ObjectStore,
+        tenant_id: str,
+        workspace_id: str = DEFAULT_WORKSPACE,
     ) -> None:
         self._catalog = catalog
         self._store = store

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from servo.engine.ids import DEFAULT_WORKSPACE
+
 #: Execution statuses the catalog accepts (the engine's run statuses, plus PENDING for
 #: executions created through the API before the engine saw them).
 ExecutionStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -40,7 +42,7 @@ class ExecutionSpec:
     """
 
     execution_id: str
-    workspace_id: str = "default"
+    workspace_id: str = DEFAULT_WORKSPACE
     idempotency_key: str | None = None
     status: ExecutionStatus = "PENDING"
     selection: str | None = None

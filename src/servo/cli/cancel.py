@@ -30,7 +30,7 @@ import typer
 
 from servo.cli._session import catalog_configured, configure, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
-from servo.cli.run_detail import WORKSPACE
+from servo.engine.ids import DEFAULT_WORKSPACE
 
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
@@ -60,10 +60,10 @@ def cancel_run(
 
     settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
-    ledger = LedgerWriter(store, tenant, WORKSPACE)
+    ledger = LedgerWriter(store, tenant, DEFAULT_WORKSPACE)
     if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:
         raise RunNotFoundError(run_id)
-    lock = RunLock(lock_path(home_lock_dir(settings.home), tenant, WORKSPACE, run_id))
+    lock = RunLock(lock_path(home_lock_dir(settings.home), tenant, DEFAULT_WORKSPACE, run_id))
     if lock.try_acquire():
         with lock:
             done = _cancel_idle(settings, store, tenant, run_id, reason)
@@ -92,7 +92,9 @@ def _cancel_idle(
             from servo.catalog.projector import CatalogProjector
 
             listeners.append(CatalogProjector(catalog, store, tenant))
-        return cancel_idle_run(store, tenant, WORKSPACE, run_id, reason=reason, listeners=listeners)
+        return cancel_idle_run(
+            store, tenant, DEFAULT_WORKSPACE, run_id, reason=reason, listeners=listeners
+        )
     finally:
         if catalog is not None:
             catalog.close()
@@ -123,7 +125,7 @@ def _request_from_live(
     from servo.engine.ids import now_us
     from servo.engine.ledger import LedgerReader
 
-    compactor = Compactor(store, tenant, WORKSPACE)
+    compactor = Compactor(store, tenant, DEFAULT_WORKSPACE)
     run = compactor.state.run(run_id)
     if run is not None and run.status != "RUNNING":
         return run.status, "finished"

@@ -30,7 +30,7 @@ import typer
 
 from servo.cli._session import configure, resolve_target, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
-from servo.cli.run_detail import WORKSPACE
+from servo.engine.ids import DEFAULT_WORKSPACE
 
 if TYPE_CHECKING:
     from servo.config.settings import Settings
@@ -192,7 +192,7 @@ def _recorded_defs_source(store: ObjectStore, tenant: str, run_id: str) -> str |
     from servo.engine.ledger import LedgerReader, LedgerWriter
     from servo.errors import RunNotFoundError
 
-    path = LedgerWriter(store, tenant, WORKSPACE).path_for(f"runs/{run_id}/requested")
+    path = LedgerWriter(store, tenant, DEFAULT_WORKSPACE).path_for(f"runs/{run_id}/requested")
     if store.head(path) is None:
         raise RunNotFoundError(run_id)
     for event in LedgerReader(store).read(path):

@@ -35,7 +35,7 @@ from servo.cli.options import (
     TenantOption,
     state_of,
 )
-from servo.cli.run_detail import WORKSPACE
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.errors import ServoError
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def _catalog_note(
     from servo.cli import render
     from servo.cli.catalog import where
 
-    checkpoint = catalog.projection.checkpoint(tenant, WORKSPACE)
+    checkpoint = catalog.projection.checkpoint(tenant, DEFAULT_WORKSPACE)
     times = [a.updated_at for a in found]
     if checkpoint is not None:
         times.append(checkpoint.updated_at)

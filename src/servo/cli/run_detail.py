@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.errors import RunNotFoundError
 
 # Engine and Arrow modules are imported where used: every `servo` command imports
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from servo.storage.base import ObjectStore
 
 #: The workspace the CLI's runs live in.
-WORKSPACE = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,5 +123,5 @@ def load_detail(
     """`detail_from_snapshot` of the latest published projections of `tenant`."""
     from servo.engine.snapshot import SnapshotReader
 
-    snapshot = SnapshotReader(store, tenant, WORKSPACE).load()
+    snapshot = SnapshotReader(store, tenant, DEFAULT_WORKSPACE).load()
     return detail_from_snapshot(snapshot, run_id, run, tasks)

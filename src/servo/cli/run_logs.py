@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
-from servo.cli.run_detail import WORKSPACE, RunDetail, load_detail
+from servo.cli.run_detail import RunDetail, load_detail
 from servo.cli.run_show import attempt_status
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.errors import ServoError
 from servo.worker.attempt_logs import AttemptLogKey, read_log
 
@@ -69,7 +70,7 @@ def _check(detail: RunDetail, asset: str | None, attempt: int | None) -> None:
 
 
 def _key(detail: RunDetail, tenant: str, task_key: str, attempt: int) -> AttemptLogKey:
-    return AttemptLogKey(tenant, WORKSPACE, detail.run.run_id, task_key, attempt)
+    return AttemptLogKey(tenant, DEFAULT_WORKSPACE, detail.run.run_id, task_key, attempt)
 
 
 def _print_all(

@@ -38,7 +38,7 @@ from servo.cli.options import (
     TenantOption,
     state_of,
 )
-from servo.cli.run_detail import WORKSPACE
+from servo.engine.ids import DEFAULT_WORKSPACE
 
 if TYPE_CHECKING:
     from servo.catalog.run_records import Execution, ExecutionTask
@@ -230,7 +230,7 @@ def list_runs(
         store = open_store(settings.storage, settings.home)
         source = "projections"
         runs = sorted(
-            SnapshotReader(store, tenant, WORKSPACE).load().runs(),
+            SnapshotReader(store, tenant, DEFAULT_WORKSPACE).load().runs(),
             key=lambda r: r.requested_at,
             reverse=True,
         )

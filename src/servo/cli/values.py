@@ -25,7 +25,7 @@ from servo.cli.options import (
     state_of,
 )
 from servo.cli.render import iso_time
-from servo.cli.run_detail import WORKSPACE
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.errors import RunNotFoundError, ServoError, ValueNotFoundError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def find_materialization(
     from servo.engine.snapshot import SnapshotReader
     from servo.graph.suggest import did_you_mean
 
-    snapshot = SnapshotReader(store, tenant, WORKSPACE).load()
+    snapshot = SnapshotReader(store, tenant, DEFAULT_WORKSPACE).load()
     if run_id is not None and snapshot.run(run_id) is None:
         raise RunNotFoundError(run_id)
     tasks = snapshot.table("tasks")

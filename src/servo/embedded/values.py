@@ -18,14 +18,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from servo.embedded.result import asset_name
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.errors import ValueNotFoundError
 from servo.graph.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from servo.engine.schema import TaskRow
     from servo.engine.snapshot import Snapshot
-
-_WORKSPACE = "default"
 
 
 def _tasks_of_asset(snapshot: Snapshot, name: str) -> list[TaskRow]:
@@ -115,7 +114,7 @@ def load_value(
     name = asset_name(asset)
     settings = load_settings() if home is None else home_settings(home)
     store = open_store(settings.storage, settings.home)
-    snapshot = SnapshotReader(store, tenant, _WORKSPACE).load()
+    snapshot = SnapshotReader(store, tenant, DEFAULT_WORKSPACE).load()
     where = f"the Servo home {str(settings.home)!r} (tenant {tenant!r})"
     scope = "" if tenant == "default" else f" --tenant {tenant}"
     retry = f"run 'servo materialize +{name} --home {settings.home}{scope}' to materialize it"

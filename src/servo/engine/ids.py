@@ -18,6 +18,10 @@ import os
 import random
 import time
 
+#: The tenant and the workspace used when none is named (the embedded default).
+DEFAULT_TENANT = "default"
+DEFAULT_WORKSPACE = "default"
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 # Ids need uniqueness, not secrecy: a private generator seeded from the OS (os.urandom

@@ -26,6 +26,7 @@ import pyarrow as pa
 from servo.engine.damage import REPAIR_HINT
 from servo.engine.events import Event
 from servo.engine.fold import EngineState
+from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.engine.ledger import LedgerReader, ledger_prefix
 from servo.engine.projections import rows_to_table
 from servo.engine.schema import TABLES, TableSpec
@@ -189,7 +190,7 @@ def compare(snapshot: Snapshot, state: EngineState) -> tuple[TableDiff, ...]:
 
 
 def replay_and_compare(
-    store: ObjectStore, tenant_id: str, workspace_id: str = "default"
+    store: ObjectStore, tenant_id: str, workspace_id: str = DEFAULT_WORKSPACE
 ) -> ReplayComparison:
     """Replay the ledger and compare the newest published projections with it.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from servo.dispatch.local import PoolMode, ProcessRuntimeSpec
 from servo.engine import schema as s
 from servo.engine.anti_entropy import SweepSettings
+from servo.engine.ids import DEFAULT_TENANT, DEFAULT_WORKSPACE
 
 #: Called with a run's row and its tasks whenever their counts change.
 Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
@@ -35,8 +36,8 @@ class RunnerOptions:
             drives runs without a lock (see `servo.engine.run_lock`).
     """
 
-    tenant_id: str = "default"
-    workspace_id: str = "default"
+    tenant_id: str = DEFAULT_TENANT
+    workspace_id: str = DEFAULT_WORKSPACE
     concurrency: int = 4
     pool: PoolMode = "thread"
     publish_interval_s: float = 1.0
