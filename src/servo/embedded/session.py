@@ -158,6 +158,7 @@ def runner_options(
         pool="process" if request.processes else "thread",
         process_spec=spec,
         lock_dir=None if settings is None else home_lock_dir(settings.home),
+        max_l0_files=16 if settings is None else settings.engine.max_l0_files,
     )
 
 

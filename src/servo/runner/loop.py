@@ -128,7 +128,9 @@ class EmbeddedRunner:
         self._defs = defs
         self._clock = clock
         tenant, workspace = options.tenant_id, options.workspace_id
-        self.compactor = Compactor(store, tenant, workspace, clock=clock)
+        self.compactor = Compactor(
+            store, tenant, workspace, clock=clock, max_l0_files=options.max_l0_files
+        )
         self._ledger = LedgerWriter(store, tenant, workspace)
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._timer_settings = TimerSettings(int(options.heartbeat_timeout_s * 1_000_000))

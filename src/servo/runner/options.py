@@ -32,6 +32,8 @@ class RunnerOptions:
         sweep_interval_s: seconds between anti-entropy sweeps and cancel checks.
         ledger_scan_interval_s: seconds between scans for unfolded ledger objects.
         sweep: deadlines of the anti-entropy sweep.
+        max_l0_files: delta files of one projection table that trigger a merge into a
+            new base (``engine.max_l0_files``).
         lock_dir: where the per-run locks live (usually ``{home}/locks``); None
             drives runs without a lock (see `servo.engine.run_lock`).
     """
@@ -47,6 +49,7 @@ class RunnerOptions:
     sweep_interval_s: float = 1.0
     ledger_scan_interval_s: float = 60.0
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    max_l0_files: int = 16
     lock_dir: Path | None = None
 
 
