@@ -85,6 +85,9 @@ class FaultPlan:
         trial = TrialPlan.from_seed(seed, process_share=0.0)
         kinds = KINDS if torn else ATOMIC_KINDS
         rules = tuple(FaultRule.draw(rng, kinds=kinds) for _ in range(rng.randint(1, 3)))
+        if torn:  # every torn trial tears writes: a draw alone may pick none (or reads)
+            every = rng.randint(3, 12)
+            rules = (FaultRule("put_if_absent", every, "torn", rng.randrange(every)), *rules)
         return cls(seed, trial, rules, rng.randint(1, 2), rng.randint(1, 4), torn)
 
     def describe(self) -> str:
