@@ -250,7 +250,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "last-folded-run-request-wins",
         "of two RunRequested for one run, the one folded last wins (order-dependent)",
         FOLD,
-        "                if _earlier(event.order_key, (run.requested_at, run.request_event_id)):",
+        "                if earlier(event.order_key, (run.requested_at, run.request_event_id)):",
         "                if True:",
         FOLD_TESTS,
     ),

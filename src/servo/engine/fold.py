@@ -28,6 +28,7 @@ from typing import Any
 
 from servo.engine import events as ev
 from servo.engine import schema as s
+from servo.engine.attempt_facts import earlier, set_end
 from servo.engine.derive import (
     RESOLUTION_OF_STATUS,
     apply_task_state,
@@ -57,10 +58,6 @@ class FoldStats:
     events: int = 0
     stale_rejected: int = 0
     tasks_recomputed: int = 0
-
-
-def _earlier(a: tuple[int, str], b: tuple[int | None, str | None]) -> bool:
-    return b[0] is None or b[1] is None or a < (b[0], b[1])
 
 
 class EngineState:
@@ -219,7 +216,7 @@ class EngineState:
                     kept=run.request_event_id,
                     other=event.event_id,
                 )
-                if _earlier(event.order_key, (run.requested_at, run.request_event_id)):
+                if earlier(event.order_key, (run.requested_at, run.request_event_id)):
                     run.request_event_id, run.requested_at = event.event_id, event.emitted_at
                     run.idempotency_key = payload.idempotency_key
                     run.selection, run.defs_source = payload.selection, payload.defs_source
@@ -311,7 +308,7 @@ class EngineState:
             timers[key] = timer
             self._timers_of[(event.run_id, timer.task_key)].append(timer)
         if isinstance(payload, ev.TimerRequested):
-            if _earlier(
+            if earlier(
                 event.order_key, (timer.requested_at or None, timer.request_event_id or None)
             ):
                 timer.kind, timer.due_at = payload.kind, payload.due_at
@@ -340,7 +337,7 @@ class EngineState:
             row = self.tables["attempts"].get(key)
             if row is None or row.end_event_id in (None, event.event_id):
                 return False
-            return not _earlier(event.order_key, (row.end_at, row.end_event_id))
+            return not earlier(event.order_key, (row.end_at, row.end_event_id))
         return False
 
     def _attempt_fact(self, event: ev.Event, payload: ev.Payload) -> None:
@@ -356,7 +353,7 @@ class EngineState:
         at = event.emitted_at
         changed = False
         if isinstance(payload, ev.DispatchRequested):
-            if _earlier(event.order_key, (row.dispatch_at, row.dispatch_event_id)):
+            if earlier(event.order_key, (row.dispatch_at, row.dispatch_event_id)):
                 row.dispatch_at, row.dispatch_event_id = at, event.event_id
                 changed = True
         elif isinstance(payload, ev.DispatchEnqueued):
@@ -374,8 +371,8 @@ class EngineState:
             if row.heartbeat_at is None or at > row.heartbeat_at:
                 row.heartbeat_at, changed = at, True
         elif isinstance(payload, ev.TaskFinished | ev.AttemptAbandoned):
-            if _earlier(event.order_key, (row.end_at, row.end_event_id)):
-                _set_end(row, event, payload)
+            if earlier(event.order_key, (row.end_at, row.end_event_id)):
+                set_end(row, event, payload)
                 changed = True
         else:  # pragma: no cover - every payload type is handled above
             raise EngineError(f"event type {event.type} cannot be folded into an attempt")
@@ -496,29 +493,3 @@ class EngineState:
             (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
              run.n_cancelled, run.completed_at) = new  # fmt: skip
             self._touch("runs", (run_id,))
-
-
-def _set_end(
-    row: AttemptRow, event: ev.Event, payload: ev.TaskFinished | ev.AttemptAbandoned
-) -> None:
-    row.end_event_id, row.end_at = event.event_id, event.emitted_at
-    if isinstance(payload, ev.TaskFinished):
-        out = payload.output
-        row.end_kind, row.outcome = "finished", payload.outcome
-        row.error_type, row.error_message = payload.error_type, payload.error_message
-        row.error_traceback, row.retryable = payload.error_traceback, payload.retryable
-        row.output_location = None if out is None else out.location
-        row.output_format = None if out is None else out.format
-        row.output_size = None if out is None else out.size_bytes
-        row.output_rows = None if out is None else out.row_count
-        row.duration_s = payload.duration_s
-        row.reused_attempt_id = payload.reused_attempt_id
-    else:
-        row.end_kind, row.outcome = "abandoned", "failed"
-        row.error_type = payload.reason
-        row.error_message = payload.detail or f"attempt abandoned: {payload.reason}"
-        row.error_traceback, row.retryable = None, payload.retryable
-        row.output_location = row.output_format = None
-        row.output_size = row.output_rows = None
-        row.reused_attempt_id = None
-        row.duration_s = None
