@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from servo.dispatch.local import ProcessRuntimeSpec
 from servo.engine import schema as s
-from servo.runner import EmbeddedRunner, RunnerOptions
-from servo.sdk.loader import load_definitions
-from servo.storage.local import LocalObjectStore
 
-from .test_resilience import FAST, WORKER_DIES, output
+from .test_resilience import freezing_worker_runner, output
 
 
 def test_a_frozen_worker_does_not_hold_the_only_slot_forever(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    defs_file = tmp_path / "defs.py"
-    defs_file.write_text(WORKER_DIES)
-    mark = tmp_path / "frozen.pid"
-    monkeypatch.setenv("SERVO_TEST_MARK", str(mark))
-    home = tmp_path / "home"
-    store = LocalObjectStore(home, fsync=False)
-    spec = ProcessRuntimeSpec(
-        str(defs_file), partial(LocalObjectStore, home, fsync=False), heartbeat_interval_s=0.1
-    )
-    options = RunnerOptions(pool="process", concurrency=1, process_spec=spec, **FAST)
-    runner = EmbeddedRunner(store, load_definitions(str(defs_file)), options)
+    runner, store, mark = freezing_worker_runner(tmp_path, monkeypatch, concurrency=1)
     try:
         run_id = runner.start_run().run_id
         run = runner.wait(run_id)

@@ -105,9 +105,11 @@ def downstream(victim):
 """
 
 
-def test_worker_that_dies_mid_task_is_redispatched_after_missed_heartbeats(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def freezing_worker_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> tuple[EmbeddedRunner, LocalObjectStore, Path]:
+    """A process-pool runner over `WORKER_DIES`; the frozen worker's pid lands in the
+    returned mark file."""
     defs_file = tmp_path / "defs.py"
     defs_file.write_text(WORKER_DIES)
     mark = tmp_path / "frozen.pid"
@@ -117,8 +119,14 @@ def test_worker_that_dies_mid_task_is_redispatched_after_missed_heartbeats(
     spec = ProcessRuntimeSpec(
         str(defs_file), partial(LocalObjectStore, home, fsync=False), heartbeat_interval_s=0.1
     )
-    options = RunnerOptions(pool="process", concurrency=2, process_spec=spec, **FAST)
-    runner = EmbeddedRunner(store, load_definitions(str(defs_file)), options)
+    options = RunnerOptions(pool="process", concurrency=concurrency, process_spec=spec, **FAST)
+    return EmbeddedRunner(store, load_definitions(str(defs_file)), options), store, mark
+
+
+def test_worker_that_dies_mid_task_is_redispatched_after_missed_heartbeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, store, mark = freezing_worker_runner(tmp_path, monkeypatch, concurrency=2)
     try:
         run_id = runner.start_run().run_id
         run = runner.wait(run_id)
