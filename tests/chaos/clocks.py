@@ -219,8 +219,8 @@ def drive(runner: EmbeddedRunner, clock: ChaosClock, key: str, kill_after: int |
         runner.close()
         return "interrupted" if runner.interrupted else row.status
     except Killed:
-        runner._dispatcher.hold()  # the crash took the pool's queue with it
-        runner._dispatcher.close(0.0)
+        runner.pool.hold()  # the crash took the pool's queue with it
+        runner.pool.close(0.0)
         return "killed"
     except ServoError as exc:
         clock.disarm()

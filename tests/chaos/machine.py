@@ -51,10 +51,11 @@ from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import now_us, run_id_for_key
 from servo.engine.replay import replay_ledger
+from servo.engine.report import Report
 from servo.engine.request import TaskRequest
 from servo.errors import LedgerWriteError, StorageError
 from servo.runner import EmbeddedRunner, RunnerOptions
-from servo.runner.reports import AttemptEnded, Report, WorkerEvents
+from servo.runner.inbox import attempt_ended
 from servo.storage.memory import MemoryObjectStore
 from servo.worker.runtime import TaskReport, TaskRuntime
 
@@ -149,7 +150,7 @@ class _Mailbox:
         self.items: list[Report] = []
 
     def emit(self, event: ev.Event) -> None:
-        self.items.append(WorkerEvents([event], written=False))
+        self.items.append(Report((event,)))
 
 
 class RunnerMachine(RuleBasedStateMachine):
@@ -192,13 +193,11 @@ class RunnerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------- the runner
     def open(self) -> None:
         """A fresh runner (a restart); it recovers and resumes the focused run."""
-        runner = EmbeddedRunner(self.store, self.defs, OPTIONS, clock=self.clock)
-        runner._dispatcher.close(0.0)  # its own pool's threads end; the machine holds
-        self.pool = HeldDispatcher()
-        runner._dispatcher = self.pool  # type: ignore[assignment]
+        self.pool = HeldDispatcher()  # the machine runs what the runner hands over
+        runner = EmbeddedRunner(self.store, self.defs, OPTIONS, clock=self.clock, pool=self.pool)
         self.runner = runner
         self.live = {}  # a new runner starts from the published state
-        if not self.guard(lambda r: r._recover()):
+        if not self.guard(lambda r: r.state):
             return
         if self.focus is not None:
             self.resume(self.focus)
@@ -209,10 +208,7 @@ class RunnerMachine(RuleBasedStateMachine):
         def begin(runner: EmbeddedRunner) -> None:
             if runner.state.run(run_id) is None:
                 return
-            runner._poll_cancel(run_id)
-            runner._abandon_orphans(run_id)
-            runner._arm_timers(run_id)
-            runner._drain()
+            runner.begin(run_id)
 
         self.guard(begin)
 
@@ -251,13 +247,9 @@ class RunnerMachine(RuleBasedStateMachine):
         def body(runner: EmbeddedRunner) -> None:
             if runner.state.run(run_id) is None:
                 return  # its request is not folded (a lost publish, a restart)
-            runner._control(run_id)
-            runner._flush()
-            runner._dispatch(run_id)
-            run = runner.state.run(run_id)
-            if run is not None and run.status != s.RUN_RUNNING:
-                runner._publish(force=True)
-            runner._drain()
+            run = runner.turn(run_id)
+            if run.status != s.RUN_RUNNING:
+                runner.publish()
 
         self.guard(body)
 
@@ -275,7 +267,7 @@ class RunnerMachine(RuleBasedStateMachine):
             result: TaskReport | BaseException = self.workers.execute(request)
         except StorageError as exc:  # the runtime could not report: the runner redelivers
             result = exc
-        self.mailbox.items.append(AttemptEnded(request, result))
+        self.mailbox.items.append(attempt_ended(request, result))
         while report and self.runner is not None and len(self.mailbox.items) > waiting:
             self.deliver(waiting)
 
@@ -296,17 +288,17 @@ class RunnerMachine(RuleBasedStateMachine):
         item = self.mailbox.items.pop(index % len(self.mailbox.items))
         self.delivered.append(item)
         assert self.runner is not None
-        self.runner._reports.put(item)
+        self.runner.inbox.put(item)
 
     @precondition(lambda self: self.runner is not None and bool(self.delivered))
     @rule(index=st.integers(0, 7))
     def redeliver(self, index: int) -> None:
         """A report arrives again (at-least-once delivery)."""
         item = self.delivered[index % len(self.delivered)]
-        if isinstance(item, AttemptEnded):
-            item = WorkerEvents(list(getattr(item.result, "events", [])), written=False)
+        if item.ended is not None:  # the attempt's events, without its end
+            item = Report(item.events)
         assert self.runner is not None
-        self.runner._reports.put(item)
+        self.runner.inbox.put(item)
 
     @precondition(lambda self: self.runner is not None and self.pool is not None)
     @rule(index=st.integers(0, 7))
@@ -322,7 +314,7 @@ class RunnerMachine(RuleBasedStateMachine):
             run_id=r.run_id, task_key=r.task_key, attempt=r.attempt,
             attempt_id=r.attempt_id, emitted_at=self.now,
         )  # fmt: skip
-        self.runner._reports.put(WorkerEvents([event], written=False))
+        self.runner.inbox.put(Report((event,)))
 
     @initialize(hours=st.sampled_from([0, 0, 2, -2]))
     def skew(self, hours: int) -> None:
@@ -337,7 +329,7 @@ class RunnerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.runner is not None)
     @rule()
     def publish(self) -> None:
-        if self.guard(lambda r: r._publish(force=True)):
+        if self.guard(lambda r: r.publish()):
             self.expect(published_problems(self.inner), "right after a publish")
 
     @precondition(lambda self: self.runner is not None and self.focus is not None)
@@ -348,8 +340,7 @@ class RunnerMachine(RuleBasedStateMachine):
 
         def body(runner: EmbeddedRunner) -> None:
             if runner.state.run(run_id) is not None:
-                runner._last_sweep = runner._last_scan = 0.0
-                runner._maybe_sweep(run_id)
+                runner.turn(run_id, sweep=True)
 
         self.guard(body)
 

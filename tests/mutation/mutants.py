@@ -36,7 +36,8 @@ FOLD = "servo/engine/fold.py"
 DERIVE = "servo/engine/derive.py"
 IDS = "servo/engine/ids.py"
 TIMERS = "servo/engine/controllers/timers.py"
-RUNNER = "servo/runner/loop.py"
+RECONCILE = "servo/engine/reconcile.py"
+EFFECTS = "servo/engine/effects.py"
 POOL = "servo/dispatch/local.py"
 
 FOLD_TESTS = ("tests/unit/engine/test_fold.py", "tests/unit/engine/test_fold_findings.py")
@@ -74,12 +75,14 @@ MUTANTS: tuple[Mutant, ...] = (
         FOLD_TESTS + TIMER_TESTS,
     ),
     Mutant(
-        "status-change-always-reported",
-        "every recomputed task is reported as a status change (take_status_changes)",
+        "task-change-always-reported",
+        "every recomputed task is reported as changed on the change feed",
         FOLD,
-        "            if task.status != old_status:\n"
-        "                self._status_changes.add(tid)\n",
-        "            self._status_changes.add(tid)\n            if task.status != old_status:\n",
+        "            if apply_task_state(task, state):\n"
+        '                self._touch("tasks", tid)\n',
+        "            apply_task_state(task, state)\n"
+        "            if True:\n"
+        '                self._touch("tasks", tid)\n',
         FOLD_TESTS,
     ),
     # 2. The first cancel request wins; a later one changes nothing.
@@ -119,18 +122,18 @@ MUTANTS: tuple[Mutant, ...] = (
     # 4. The runner enqueues only PENDING outbox rows that are not in flight.
     Mutant(
         "runner-enqueues-non-pending",
-        "the runner enqueues outbox rows already ENQUEUED or COMPLETED",
-        RUNNER,
-        "if row is None or row.status != s.OUTBOX_PENDING or did in self._inflight:",
-        "if row is None or did in self._inflight:",
+        "the reconcile step enqueues outbox rows already ENQUEUED or COMPLETED",
+        RECONCILE,
+        "if row is not None and row.status == s.OUTBOX_PENDING:",
+        "if row is not None:",
         RUNNER_TESTS,
     ),
     Mutant(
         "runner-reenqueues-inflight",
         "the runner enqueues again an attempt its pool is still running",
-        RUNNER,
-        "if row is None or row.status != s.OUTBOX_PENDING or did in self._inflight:",
-        "if row is None or row.status != s.OUTBOX_PENDING:",
+        EFFECTS,
+        "        if request.dispatch_id in skip:\n",
+        "        if False:\n",
         RUNNER_TESTS,
     ),
     # 5. Ids are the same in every process.
@@ -182,9 +185,9 @@ MUTANTS: tuple[Mutant, ...] = (
     # 8. Freshness is the time up to which every report is folded.
     Mutant(
         "runner-now-as-watermark",
-        "the runner passes the clock ('now') as the timers' freshness watermark",
-        RUNNER,
-        "            watermark=self._drained_at,\n",
+        "the reconcile step passes the clock ('now') as the timers' freshness watermark",
+        RECONCILE,
+        "            watermark=inputs.fresh_at,\n",
         "            watermark=now,\n",
         RUNNER_TESTS,
     ),

@@ -1,4 +1,4 @@
-"""The dispatcher protocol.
+"""The dispatcher protocol (`servo.engine.effects`) and what pools report.
 
 A dispatcher enqueues a `TaskRequest` under its deterministic `cloud_task_id`. An
 "already exists" answer from the queue is success: the same attempt was handed over
@@ -8,36 +8,10 @@ outbox in the projections is the real guard against dispatching twice.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Protocol
+from servo.engine.effects import Dispatcher, EnqueueOutcome
 
-from servo.engine.request import TaskRequest
-
-
-class EnqueueOutcome(StrEnum):
-    """What the queue answered."""
-
-    CREATED = "created"
-    ALREADY_EXISTS = "already_exists"
+__all__ = ["Dispatcher", "EnqueueOutcome", "NotStarted"]
 
 
 class NotStarted(Exception):
     """The result of an attempt the pool never started because it was held (`hold`)."""
-
-
-class Dispatcher(Protocol):
-    """Hands task requests to an execution backend."""
-
-    def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
-        """Enqueue `request` under `request.cloud_task_id`.
-
-        Returns CREATED, or ALREADY_EXISTS when that id was enqueued before (success).
-
-        Raises:
-            TransientStorageError: the queue failed in a way worth retrying.
-        """
-        ...
-
-    def close(self) -> None:
-        """Stop accepting work and release resources (running work may finish)."""
-        ...

@@ -14,8 +14,9 @@ deduplicates by deterministic id — and counted by kind in
 - ``unfolded_ledger_object``: ledger objects the projections may not reflect
   (`servo.engine.recovery`, the one place that lists the ledger).
 
-`sweep` is pure: the runner gives it the state and what its own pool and timer
-wheel hold, and acts on the result.
+`sweep` is pure: the reconcile step gives it the state, what the caller's pool and
+timer delivery hold, the time and a source of event ids; it acts on the result and
+counts the findings.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from dataclasses import dataclass, field
 
 from servo.engine import events as ev
 from servo.engine import schema as s
-from servo.engine.ids import dispatch_id, new_ulid
-from servo.engine.recovery import FINDINGS
+from servo.engine.ids import dispatch_id
 from servo.engine.schema import OutboxRow, TaskRow, TimerRow
 
 
@@ -78,6 +78,7 @@ def sweep(
     delivering: Container[str],
     now: int,
     settings: SweepSettings,
+    new_id: Callable[[], str],
 ) -> SweepResult:
     """Find stuck work among `tasks` and `timers` (see the module docstring)."""
     result = SweepResult()
@@ -103,7 +104,7 @@ def sweep(
         ):
             result.events.append(
                 ev.Event(
-                    event_id=new_ulid(),
+                    event_id=new_id(),
                     tenant_id=tenant_id,
                     workspace_id=workspace_id,
                     run_id=task.run_id,
@@ -123,6 +124,4 @@ def sweep(
         ):
             result.timers.append(timer)
             result.findings["timer_overdue"] += 1
-    for kind, count in result.findings.items():
-        FINDINGS.labels(kind).inc(count)
     return result

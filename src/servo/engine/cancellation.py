@@ -30,7 +30,7 @@ from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.timers import abandon_cancelled
-from servo.engine.ids import now_us
+from servo.engine.ids import new_ulid, now_us
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.snapshot import PublishListener
 from servo.errors import EngineError
@@ -83,6 +83,7 @@ def cancel_idle_run(
     reason: str = "",
     listeners: Iterable[PublishListener] = (),
     clock: Callable[[], int] = now_us,
+    new_id: Callable[[], str] = new_ulid,
 ) -> IdleCancel:
     """Cancel `run_id` and end it at once; see the module docstring.
 
@@ -105,6 +106,7 @@ def cancel_idle_run(
         tenant_id=tenant_id,
         workspace_id=workspace_id,
         now=clock(),
+        new_id=new_id,
     )
     if abandoned:
         ledger.append(abandoned)  # recorded before anything reflects it

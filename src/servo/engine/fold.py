@@ -29,6 +29,7 @@ from typing import Any
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.attempt_facts import earlier, set_end
+from servo.engine.changes import ChangeFeed
 from servo.engine.derive import (
     RESOLUTION_OF_STATUS,
     apply_task_state,
@@ -67,7 +68,8 @@ class EngineState:
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
         self.tables: dict[str, dict[tuple[Any, ...], Any]] = {t.name: {} for t in s.TABLES}
-        self._dirty: dict[str, set[tuple[Any, ...]]] = {t.name: set() for t in s.TABLES}
+        self._changes = ChangeFeed()  # the publisher's (`take_changes`)
+        self._feeds: list[ChangeFeed] = [self._changes]
         # Indexes (not persisted; rebuilt by from_rows).
         self._attempts_of: dict[TaskId, list[AttemptRow]] = defaultdict(list)
         self._deps_of: dict[TaskId, list[DepRow]] = defaultdict(list)
@@ -75,7 +77,6 @@ class EngineState:
         self._timers_of: dict[TaskId, list[TimerRow]] = defaultdict(list)
         self._tasks_of_run: dict[str, list[TaskRow]] = defaultdict(list)
         self._status_counts: dict[str, Counter[str]] = defaultdict(Counter)
-        self._status_changes: set[TaskId] = set()
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -140,25 +141,35 @@ class EngineState:
         row: OutboxRow | None = self.tables["dispatch_outbox"].get((dispatch,))
         return row
 
-    def take_status_changes(self) -> list[TaskRow]:
-        """Tasks created or whose status changed since the last call (for controllers
-        that react to changes instead of scanning every task)."""
-        tasks = self.tables["tasks"]
-        changed = [tasks[tid] for tid in self._status_changes if tid in tasks]
-        self._status_changes.clear()
-        return changed
+    def status_counts(self, run_id: str) -> Mapping[str, int]:
+        """How many of the run's tasks are in each status (kept by the fold)."""
+        return self._status_counts.get(run_id, Counter())
+
+    def timer(self, timer_id: str) -> TimerRow | None:
+        """One timer row, or None."""
+        row: TimerRow | None = self.tables["timers"].get((timer_id,))
+        return row
+
+    def timers(self) -> Iterable[TimerRow]:
+        """Every timer row."""
+        return self.tables["timers"].values()
+
+    def follow(self) -> ChangeFeed:
+        """A change feed of this state: rows changed from now on, for one reader."""
+        feed = ChangeFeed()
+        self._feeds.append(feed)
+        return feed
 
     def take_changes(self) -> dict[str, list[Any]]:
         """Rows changed since the last call, per table (every table present)."""
-        changes = {
-            name: [self.tables[name][key] for key in keys] for name, keys in self._dirty.items()
+        tables = self.tables
+        return {
+            name: [tables[name][key] for key in keys] for name, keys in self._changes.take().items()
         }
-        for keys in self._dirty.values():
-            keys.clear()
-        return changes
 
     def _touch(self, table: str, key: tuple[Any, ...]) -> None:
-        self._dirty[table].add(key)
+        for feed in self._feeds:
+            feed.add(table, key)
 
     # ------------------------------------------------------------------- apply
     def apply(self, events: Iterable[ev.Event]) -> FoldStats:
@@ -260,7 +271,6 @@ class EngineState:
                 tasks[tkey] = task
                 self._tasks_of_run[event.run_id].append(task)
                 self._status_counts[event.run_id][task.status] += 1
-                self._status_changes.add(tkey)
                 self._touch("tasks", tkey)
             for upstream, dep_type in planned.deps:
                 dkey = (event.run_id, planned.task_key, upstream)
@@ -408,7 +418,6 @@ class EngineState:
                 self._touch("tasks", tid)
             self._derive_outbox(task)
             if task.status != old_status:
-                self._status_changes.add(tid)
                 counts = self._status_counts[tid[0]]
                 counts[old_status] -= 1
                 counts[task.status] += 1

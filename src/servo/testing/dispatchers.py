@@ -52,5 +52,9 @@ class QueueDispatcher:
             self._on_done(request, result)
         return len(pending)
 
+    def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
+        """Ask a running attempt to stop (cooperative, as a thread pool's)."""
+        return self._runtime.stop(attempt_id, reason)
+
     def close(self) -> None:
         """Nothing to release."""

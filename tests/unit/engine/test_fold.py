@@ -162,17 +162,17 @@ def test_duplicate_event_is_noop() -> None:
     ]  # fmt: skip
     before = tables_of(state)
     state.take_changes()
-    state.take_status_changes()
+    feed = state.follow()
     for event in h.events:
         state.apply([event, event])
-        # Nothing changed, so no row may be reported as changed (a spurious delta
-        # would be written to the projections), nor any task status.
+        # Nothing changed, so no row may be reported as changed: neither to the
+        # publisher (a spurious delta) nor to another reader of the feed.
         assert all(rows == [] for rows in state.take_changes().values()), event.type
-        assert state.take_status_changes() == [], event.type
+        assert all(keys == [] for keys in feed.take().values()), event.type
     state.apply(h.events)
     assert tables_of(state) == before
     assert all(rows == [] for rows in state.take_changes().values())
-    assert state.take_status_changes() == []
+    assert all(keys == [] for keys in feed.take().values())
 
 
 def test_duplicate_of_a_current_event_is_not_counted_stale() -> None:
@@ -196,10 +196,10 @@ def test_the_first_cancel_request_wins() -> None:
     # Once the first is folded, a later request changes nothing at all.
     state = fold([h.events[0], first])
     state.take_changes()
-    state.take_status_changes()
+    feed = state.follow()
     state.apply([later])
     assert all(rows == [] for rows in state.take_changes().values())
-    assert state.take_status_changes() == []
+    assert all(keys == [] for keys in feed.take().values())
 
 
 def test_out_of_order_events_same_result() -> None:

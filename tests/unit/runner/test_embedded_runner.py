@@ -209,19 +209,16 @@ def test_restart_redelivers_attempts_left_running_by_a_dead_runner(
     defs = Definitions(assets=[slow])
     dead = EmbeddedRunner(store, defs)
     run_id = dead.start_run(idempotency_key="k").run_id
-    dead._drain()
-    dead._control(run_id)
-    dead._flush()
-    dead._dispatch(run_id)
-    dead._flush()
-    dead.compactor.publish(taken_at=0)
+    dead.begin(run_id)
+    dead.turn(run_id)  # dispatches the attempt
+    dead.publish()  # ...and records that it did
     # The dead runner's worker is still blocked; a new runner takes over.
     with EmbeddedRunner(store, defs) as runner:
         start = runner.start_run(idempotency_key="k")
         run = runner.wait(start.run_id)
         task = runner.state.task(run_id, "slow")
     release.set()
-    dead._dispatcher.close()
+    dead.pool.close()
     assert start.resumed and run.status == s.RUN_SUCCEEDED
     assert task is not None and task.attempt == 2
     assert calls == ["slow", "slow"]

@@ -58,7 +58,7 @@ def test_hanging_asset_is_timed_out_retried_and_its_late_success_rejected(
         run = runner.wait(run_id)
         first_may_finish.set()
         time.sleep(0.2)  # the late success arrives...
-        runner._drain()
+        runner.turn(run_id)
         task = runner.state.task(run_id, "hangs")
         value = output(runner, store, run_id, "hangs")
     assert run.status == s.RUN_SUCCEEDED

@@ -1,6 +1,7 @@
 """The timer controller: durable timers for retries, heartbeat checks and timeouts.
 
-Pure functions (no clock, no I/O):
+Pure functions (no clock, no I/O, no metrics: the caller is given the time and a
+source of event ids, and counts what the decisions say):
 
 - `request_timers`: a task in RETRY_WAIT gets a `retry` timer (due after the policy's
   backoff, with jitter seeded by the timer id); a started attempt gets a
@@ -25,21 +26,9 @@ from dataclasses import dataclass
 
 from servo.engine import events as ev
 from servo.engine import schema as s
-from servo.engine.ids import new_ulid, timer_id
+from servo.engine.ids import timer_id
 from servo.engine.schema import TaskRow, TimerRow
-from servo.observability import metrics
 from servo.resilience.retry import ErrorKind, RetryPolicy
-
-TIMERS_SCHEDULED = metrics.counter("servo_timers_scheduled_total", "Timers requested.", ["kind"])
-TIMERS_FIRED = metrics.counter("servo_timers_fired_total", "Timers fired.", ["kind"])
-TIMERS_RESCHEDULED = metrics.counter(
-    "servo_timers_rescheduled_total",
-    "Due timers held back because the projection lagged behind their due time.",
-    ["kind"],
-)
-ATTEMPTS_TIMED_OUT = metrics.counter(
-    "servo_attempts_timed_out_total", "Attempts ended by the engine.", ["reason"]
-)
 
 _OPEN = frozenset({s.DISPATCHED, s.RUNNING})
 
@@ -62,12 +51,14 @@ class TimerDecisions:
 
     Attributes:
         events: `TimerFired` events, and `AttemptAbandoned` for attempts they end.
+        fired: the timers that fired.
         lagging: due timers held back because the watermark is older than their due time.
         stop: (attempt id, abandon reason) of the attempts the engine gave up on (their
             workers should be asked to stop).
     """
 
     events: list[ev.Event]
+    fired: list[TimerRow]
     lagging: list[TimerRow]
     stop: list[tuple[str, ev.AbandonReason]]
 
@@ -90,6 +81,7 @@ def policy_of(task: TaskRow) -> RetryPolicy:
 
 
 def _event(
+    event_id: str,
     task: TaskRow,
     payload: ev.Payload,
     tenant_id: str,
@@ -98,7 +90,7 @@ def _event(
     attempt_id: str | None = None,
 ) -> ev.Event:
     return ev.Event(
-        event_id=new_ulid(),
+        event_id=event_id,
         tenant_id=tenant_id,
         workspace_id=workspace_id,
         run_id=task.run_id,
@@ -118,6 +110,7 @@ def request_timers(
     workspace_id: str,
     now: int,
     settings: TimerSettings,
+    new_id: Callable[[], str],
 ) -> list[ev.Event]:
     """`TimerRequested` for every timer the tasks need and do not have yet."""
     out = []
@@ -141,9 +134,8 @@ def request_timers(
         for tid, kind, due_at in wanted:
             if timer_of(tid) is not None:
                 continue
-            TIMERS_SCHEDULED.labels(kind).inc()
             payload = ev.TimerRequested(timer_id=tid, kind=kind, due_at=due_at)
-            out.append(_event(task, payload, tenant_id, workspace_id, now))
+            out.append(_event(new_id(), task, payload, tenant_id, workspace_id, now))
     return out
 
 
@@ -171,24 +163,25 @@ def fire_due_timers(
     now: int,
     watermark: int,
     settings: TimerSettings,
+    new_id: Callable[[], str],
 ) -> TimerDecisions:
     """Fire due timers whose decision the state is fresh enough to make."""
     events: list[ev.Event] = []
+    fired_timers: list[TimerRow] = []
     lagging: list[TimerRow] = []
     stop: list[tuple[str, ev.AbandonReason]] = []
     for timer in timers:
         if timer.status != s.TIMER_SCHEDULED or timer.due_at > now:
             continue
         if watermark < timer.due_at:
-            TIMERS_RESCHEDULED.labels(timer.kind).inc()
             lagging.append(timer)
             continue
         task = task_of(timer.run_id, timer.task_key)
         if task is None:
             continue
-        TIMERS_FIRED.labels(timer.kind).inc()
+        fired_timers.append(timer)
         fired = ev.Event(
-            event_id=new_ulid(),
+            event_id=new_id(),
             tenant_id=tenant_id,
             workspace_id=workspace_id,
             run_id=timer.run_id,
@@ -200,11 +193,11 @@ def fire_due_timers(
         events.append(fired)
         ended = _ends_attempt(timer, task, now, settings)
         if ended is not None:
-            ATTEMPTS_TIMED_OUT.labels(ended.reason).inc()
             assert task.attempt_id is not None
-            events.append(_event(task, ended, tenant_id, workspace_id, now, task.attempt_id))
+            attempt_id = task.attempt_id
+            events.append(_event(new_id(), task, ended, tenant_id, workspace_id, now, attempt_id))
             stop.append((task.attempt_id, ended.reason))
-    return TimerDecisions(events, lagging, stop)
+    return TimerDecisions(events, fired_timers, lagging, stop)
 
 
 def _ends_attempt(
@@ -223,12 +216,17 @@ def _ends_attempt(
 
 
 def abandon_cancelled(
-    tasks: Iterable[TaskRow], *, tenant_id: str, workspace_id: str, now: int
+    tasks: Iterable[TaskRow],
+    *,
+    tenant_id: str,
+    workspace_id: str,
+    now: int,
+    new_id: Callable[[], str],
 ) -> list[ev.Event]:
     """`AttemptAbandoned(cancelled)` for the open attempts of a cancelled run's tasks."""
     payload = ev.AttemptAbandoned(reason="cancelled")
     return [
-        _event(task, payload, tenant_id, workspace_id, now, task.attempt_id)
+        _event(new_id(), task, payload, tenant_id, workspace_id, now, task.attempt_id)
         for task in tasks
         if task.status in _OPEN and task.attempt_id is not None
     ]

@@ -1,10 +1,11 @@
-"""Delivery of durable timers.
+"""The embedded runner's delivery of durable timers.
 
 A timer is durable because it is a row of the `timers` projection (written as a
 `TimerRequested` event); delivery only wakes the engine at the due time. Delivery is
-behind `TimerDelivery` so scale-out backends can use Cloud Tasks `schedule_time` or
-Celery `eta` under the timer's `cloud_task_id`; the embedded runner uses
-`TimerWheel`, a heap kept in memory and rebuilt from the projection on start.
+behind `servo.engine.effects.TimerDelivery` so scale-out backends can use Cloud Tasks
+`schedule_time` or Celery `eta` under the timer's `cloud_task_id`; the embedded
+runner uses `TimerWheel`, a heap kept in memory and rebuilt from the projection on
+start.
 
 A delivered timer does not act by itself: the timer controller first checks the
 watermark (`servo.engine.controllers.timers.fire_due_timers`) and, when the
@@ -15,15 +16,6 @@ from __future__ import annotations
 
 import heapq
 import threading
-from typing import Protocol
-
-
-class TimerDelivery(Protocol):
-    """Wakes the engine when a timer is due."""
-
-    def schedule(self, timer_id: str, due_at: int) -> None:
-        """Deliver `timer_id` at `due_at` (epoch µs); scheduling again moves it."""
-        ...
 
 
 class TimerWheel:
