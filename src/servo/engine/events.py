@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from servo.engine import vocabulary
 from servo.engine.ids import new_ulid, now_us
 from servo.errors import EventDecodeError
 
@@ -30,8 +31,9 @@ SCHEMA_VERSION = 1
 
 DependencyType = Literal["data", "metadata", "control"]
 Outcome = Literal["succeeded", "failed"]
-TimerKind = Literal["retry", "heartbeat_check", "task_timeout"]
-AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled", "worker_lost", "pool_lost"]
+#: Payload field types, from `servo.engine.vocabulary` (decoded values become members).
+TimerKind = vocabulary.TimerKind
+AbandonReason = vocabulary.AbandonReason
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -239,12 +241,20 @@ class AttemptAbandoned(Payload):
     """
 
     type_name: ClassVar[str] = "AttemptAbandoned"
-    reason: AbandonReason = "timeout"
+    reason: AbandonReason = AbandonReason.TIMEOUT
     #: Whether the retry policy allows another attempt for this reason.
     retryable: bool = False
     #: What happened, for people (e.g. "worker process exited with code 1 while
     #: running a"); the attempt's error message. None: "attempt abandoned: REASON".
     detail: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AttemptAbandoned:
+        return cls(
+            reason=AbandonReason(raw.get("reason", AbandonReason.TIMEOUT)),
+            retryable=bool(raw.get("retryable", False)),
+            detail=raw.get("detail"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +265,16 @@ class TimerRequested(Payload):
     #: Timers name the attempt number they act on; they carry no attempt_id.
     attempt_scoped: ClassVar[bool] = False
     timer_id: str = ""
-    kind: TimerKind = "retry"
+    kind: TimerKind = TimerKind.RETRY
     due_at: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TimerRequested:
+        return cls(
+            timer_id=raw.get("timer_id", ""),
+            kind=TimerKind(raw.get("kind", TimerKind.RETRY)),
+            due_at=int(raw.get("due_at", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

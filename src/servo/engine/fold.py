@@ -300,7 +300,7 @@ class EngineState:
                 run_id=event.run_id,
                 task_key=event.task_key or "",
                 attempt=event.attempt or 0,
-                kind="",
+                kind=s.KIND_NOT_YET_KNOWN,
                 due_at=0,
                 request_event_id="",
                 requested_at=0,

@@ -452,7 +452,7 @@ class EmbeddedRunner:
         """The runtime could not report (a ledger write failed, a worker died): redeliver;
         as `pool_lost` (free) when its pool broke under it, else `worker_lost` (counted)."""
         pool_lost = isinstance(error, PoolLostError)
-        reason: ev.AbandonReason = "pool_lost" if pool_lost else "worker_lost"
+        reason = ev.AbandonReason.POOL_LOST if pool_lost else ev.AbandonReason.WORKER_LOST
         (log.warning if pool_lost else log.error)(
             "runner.runtime_failed",
             run_id=request.run_id,
@@ -511,7 +511,13 @@ class EmbeddedRunner:
             if self._dispatch_id(run_id, task) in self._inflight:
                 continue
             events.append(
-                self._abandon(run_id, task.task_key, task.attempt, task.attempt_id, "worker_lost")
+                self._abandon(
+                    run_id,
+                    task.task_key,
+                    task.attempt,
+                    task.attempt_id,
+                    ev.AbandonReason.WORKER_LOST,
+                )
             )
         if events:
             FINDINGS.labels("orphaned_attempt").inc(len(events))

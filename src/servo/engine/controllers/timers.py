@@ -27,6 +27,7 @@ from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import new_ulid, timer_id
 from servo.engine.schema import TaskRow, TimerRow
+from servo.engine.vocabulary import AbandonReason, TimerKind
 from servo.observability import metrics
 from servo.resilience.retry import ErrorKind, RetryPolicy
 
@@ -69,7 +70,7 @@ class TimerDecisions:
 
     events: list[ev.Event]
     lagging: list[TimerRow]
-    stop: list[tuple[str, ev.AbandonReason]]
+    stop: list[tuple[str, AbandonReason]]
 
 
 def policy_of(task: TaskRow) -> RetryPolicy:
@@ -125,19 +126,20 @@ def request_timers(
         if task.attempt_id is None:
             continue
         ids = (tenant_id, workspace_id, task.run_id, task.task_key, task.attempt)
-        wanted: list[tuple[str, ev.TimerKind, int]] = []
+        wanted: list[tuple[str, TimerKind, int]] = []
         if task.status == s.RETRY_WAIT:
-            tid = timer_id(*ids, "retry")
+            tid = timer_id(*ids, TimerKind.RETRY)
             delay_s = policy_of(task).delay(task.attempt, seed=tid)
-            wanted.append((tid, "retry", (task.finished_at or now) + int(delay_s * 1_000_000)))
+            due = (task.finished_at or now) + int(delay_s * 1_000_000)
+            wanted.append((tid, TimerKind.RETRY, due))
         if task.status == s.RUNNING and task.started_at is not None:
             if task.timeout_s is not None:
                 due = task.started_at + int(task.timeout_s * 1_000_000)
-                wanted.append((timer_id(*ids, "task_timeout"), "task_timeout", due))
+                wanted.append((timer_id(*ids, TimerKind.TASK_TIMEOUT), TimerKind.TASK_TIMEOUT, due))
             check = _next_heartbeat_check(ids, timer_of)
             if check is not None:
-                last = task.heartbeat_at or task.started_at
-                wanted.append((check, "heartbeat_check", last + settings.heartbeat_timeout_us))
+                due = (task.heartbeat_at or task.started_at) + settings.heartbeat_timeout_us
+                wanted.append((check, TimerKind.HEARTBEAT_CHECK, due))
         for tid, kind, due_at in wanted:
             if timer_of(tid) is not None:
                 continue
@@ -153,7 +155,7 @@ def _next_heartbeat_check(
     """The id of the next heartbeat check to request, or None if one is scheduled."""
     n = 0
     while True:
-        tid = timer_id(*ids, f"heartbeat_check.{n}")
+        tid = timer_id(*ids, f"{TimerKind.HEARTBEAT_CHECK}.{n}")
         found = timer_of(tid)
         if found is None:
             return tid
@@ -175,7 +177,7 @@ def fire_due_timers(
     """Fire due timers whose decision the state is fresh enough to make."""
     events: list[ev.Event] = []
     lagging: list[TimerRow] = []
-    stop: list[tuple[str, ev.AbandonReason]] = []
+    stop: list[tuple[str, AbandonReason]] = []
     for timer in timers:
         if timer.status != s.TIMER_SCHEDULED or timer.due_at > now:
             continue
@@ -212,13 +214,13 @@ def _ends_attempt(
 ) -> ev.AttemptAbandoned | None:
     if task.attempt != timer.attempt or task.status not in _OPEN:
         return None  # the attempt ended (or moved on) before the timer fired
-    if timer.kind == "task_timeout":
+    if timer.kind == TimerKind.TASK_TIMEOUT:
         retryable = policy_of(task).is_retryable(ErrorKind.TIMEOUT)
-        return ev.AttemptAbandoned(reason="timeout", retryable=retryable)
-    if timer.kind == "heartbeat_check":
+        return ev.AttemptAbandoned(reason=AbandonReason.TIMEOUT, retryable=retryable)
+    if timer.kind == TimerKind.HEARTBEAT_CHECK:
         last = task.heartbeat_at or task.started_at or 0
         if last + settings.heartbeat_timeout_us <= now:
-            return ev.AttemptAbandoned(reason="heartbeat_missed", retryable=True)
+            return ev.AttemptAbandoned(reason=AbandonReason.HEARTBEAT_MISSED, retryable=True)
     return None
 
 
@@ -226,7 +228,7 @@ def abandon_cancelled(
     tasks: Iterable[TaskRow], *, tenant_id: str, workspace_id: str, now: int
 ) -> list[ev.Event]:
     """`AttemptAbandoned(cancelled)` for the open attempts of a cancelled run's tasks."""
-    payload = ev.AttemptAbandoned(reason="cancelled")
+    payload = ev.AttemptAbandoned(reason=AbandonReason.CANCELLED)
     return [
         _event(task, payload, tenant_id, workspace_id, now, task.attempt_id)
         for task in tasks
