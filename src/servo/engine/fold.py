@@ -247,9 +247,7 @@ class EngineState:
                     asset_key=planned.asset_key,
                     partition_key=planned.partition_key,
                     max_attempts=planned.max_attempts,
-                    retry=None
-                    if planned.retry is None
-                    else json.dumps(planned.retry, sort_keys=True),
+                    retry=None if planned.retry is None else planned.retry.to_json(),
                     timeout_s=planned.timeout_s,
                     pinned_inputs=(
                         json.dumps([list(p) for p in planned.pinned_inputs])

@@ -110,7 +110,7 @@ class TaskRow:
     deps_total: int = 0
     deps_satisfied_count: int = 0
     max_attempts: int = 1
-    #: JSON of the retry policy parameters, or None.
+    #: The planned retry policy as JSON (`RetryPolicy.to_json`), or None.
     retry: str | None = None
     timeout_s: float | None = None
     status: TaskStatus = PENDING

@@ -22,6 +22,7 @@ from servo.engine.vocabulary import (
     TimerStatus,
 )
 from servo.errors import EventDecodeError
+from servo.resilience.retry import RetryPolicy
 
 from .strategies import TENANT, WORKSPACE, History, fold
 
@@ -59,7 +60,11 @@ def test_an_old_ledger_decodes_to_members_and_encodes_to_the_same_bytes() -> Non
     events = ev.decode_events(OLD_LEDGER)
     run, timer, abandoned = (e.payload for e in events)
     assert isinstance(run, ev.RunRequested)
-    assert run.tasks[0].max_attempts == 3
+    assert run.tasks[0].retry == RetryPolicy(
+        max_attempts=3, initial_delay=1.0, max_delay=60.0, jitter=0.0,
+        retry_on=frozenset({"network"}), dont_retry_on=frozenset({"validation"}),  # type: ignore[arg-type]
+        retry_on_timeout=False,
+    )  # fmt: skip
     assert isinstance(timer, ev.TimerRequested) and timer.kind is TimerKind.HEARTBEAT_CHECK
     assert isinstance(abandoned, ev.AttemptAbandoned)
     assert abandoned.reason is AbandonReason.WORKER_LOST
@@ -125,3 +130,13 @@ def test_an_unknown_value_in_a_projection_is_refused() -> None:
     rows[0].status = "WAITING"  # type: ignore[assignment]
     with pytest.raises(ValueError, match=r"tasks\.status: unknown value 'WAITING'"):
         s.TASKS.from_arrow(s.TASKS.to_arrow(rows))
+
+
+def test_the_planned_policy_is_stored_as_before() -> None:
+    """`tasks.retry` holds the JSON an earlier Servo wrote for the same policy."""
+    policy = RetryPolicy(max_attempts=4, initial_delay=0.5)
+    h = History()
+    h.emit(ev.RunRequested(tasks=(ev.PlannedTask("a", "a", max_attempts=4, retry=policy),)))
+    (task,) = fold(h.events).rows("tasks")
+    assert task.retry == json.dumps(policy.to_dict(), sort_keys=True)
+    assert RetryPolicy.from_json(task.retry) == policy

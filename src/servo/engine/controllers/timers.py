@@ -19,7 +19,6 @@ when it fires and the heartbeat is fresh, the next request makes check `n + 1`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -74,20 +73,10 @@ class TimerDecisions:
 
 
 def policy_of(task: TaskRow) -> RetryPolicy:
-    """The task's retry policy, from the parameters recorded in its plan."""
+    """The task's retry policy as planned with its run (never the live definition)."""
     if not task.retry:
         return RetryPolicy(max_attempts=task.max_attempts, jitter=0)
-    params = json.loads(task.retry)
-    return RetryPolicy(
-        max_attempts=params["max_attempts"],
-        initial_delay=params["initial_delay"],
-        max_delay=params["max_delay"],
-        backoff_multiplier=params["backoff_multiplier"],
-        jitter=params["jitter"],
-        retry_on=frozenset(ErrorKind(k) for k in params["retry_on"]),
-        dont_retry_on=frozenset(ErrorKind(k) for k in params["dont_retry_on"]),
-        retry_on_timeout=params["retry_on_timeout"],
-    )
+    return RetryPolicy.from_json(task.retry)
 
 
 def _event(
