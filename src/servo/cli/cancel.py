@@ -31,6 +31,7 @@ import typer
 from servo.cli._session import catalog_configured, configure, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
 from servo.engine.ids import DEFAULT_WORKSPACE
+from servo.engine.vocabulary import RunStatus
 
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
@@ -127,13 +128,13 @@ def _request_from_live(
 
     compactor = Compactor(store, tenant, DEFAULT_WORKSPACE)
     run = compactor.state.run(run_id)
-    if run is not None and run.status != "RUNNING":
+    if run is not None and run.status != RunStatus.RUNNING:
         return run.status, "finished"
     written = request_cancel(ledger, run_id, reason, now_us())
     compactor.fold(LedgerReader(store).read(ledger.path_for(cancel_path(run_id))))
     compactor.publish()
     run = compactor.state.run(run_id)
-    status = "RUNNING" if run is None else run.status
+    status = RunStatus.RUNNING if run is None else run.status
     return status, "requested" if written else "already_requested"
 
 

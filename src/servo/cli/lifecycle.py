@@ -31,6 +31,7 @@ import typer
 from servo.cli._session import configure, resolve_target, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
 from servo.engine.ids import DEFAULT_WORKSPACE
+from servo.engine.vocabulary import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
     from servo.config.settings import Settings
@@ -46,10 +47,8 @@ EXIT_INTERRUPTED = 130
 EXIT_RUN_FAILED = 1
 #: Seconds running assets get to finish after Ctrl-C or SIGTERM, by default.
 DEFAULT_GRACE_S = 10.0
-#: Task statuses a retry runs again (`servo.engine.schema`'s, spelled out so that
-#: importing the CLI stays light).
-RETRIED = frozenset({"FAILED", "SKIPPED", "CANCELLED"})
-_RUNNING, _SUCCEEDED = "RUNNING", "SUCCEEDED"
+#: Task statuses a retry runs again.
+RETRIED = frozenset({TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED})
 
 RunIdArgument = Annotated[str, typer.Argument(metavar="RUN_ID")]
 DefsOption = Annotated[
@@ -151,7 +150,7 @@ def finish(
     if interrupted:
         sys.stderr.write(f"interrupted: run {run.run_id} is unfinished; resume it with: {resume}\n")
         raise typer.Exit(EXIT_INTERRUPTED)
-    if run.status != _SUCCEEDED:
+    if run.status != RunStatus.SUCCEEDED:
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
@@ -168,7 +167,7 @@ def refuse_failed_keyed_run(
     succeeded (it is reported as before).
     """
     run = runner.state.run(start.run_id)
-    if not start.resumed or run is None or run.status in (_RUNNING, _SUCCEEDED):
+    if not start.resumed or run is None or run.status in (RunStatus.RUNNING, RunStatus.SUCCEEDED):
         return
     tasks = runner.state.tasks_of(start.run_id)
     message = (
@@ -267,9 +266,9 @@ def resume_run(
     with opened as runner:
         found = runner.state.run(run_id)
         assert found is not None  # its request object exists and was folded
-        if found.status != _RUNNING:
+        if found.status != RunStatus.RUNNING:
             tasks = runner.state.tasks_of(run_id)
-            hint = "" if found.status == _SUCCEEDED else f"; servo runs retry {run_id}"
+            hint = "" if found.status == RunStatus.SUCCEEDED else f"; servo runs retry {run_id}"
             sys.stderr.write(
                 f"run {run_id} already finished ({found.status.lower()}); nothing to resume{hint}\n"
             )
@@ -292,7 +291,7 @@ def retry_upstream(tasks: list[s.TaskRow]) -> dict[str, Materialization]:
         for name, location, fmt in json.loads(task.pinned_inputs or "[]"):
             values.setdefault(name, (location, fmt))
     for task in tasks:
-        if task.status == _SUCCEEDED and task.output_location and task.output_format:
+        if task.status == TaskStatus.SUCCEEDED and task.output_location and task.output_format:
             values[task.asset_key] = (task.output_location, task.output_format)
     return values
 
@@ -302,7 +301,7 @@ def _retried_selection(
 ) -> tuple[str, Mapping[str, Materialization]]:
     from servo.errors import ServoError
 
-    if run.status == _RUNNING:
+    if run.status == RunStatus.RUNNING:
         raise ServoError(
             f"run {run.run_id} is unfinished; resume it with 'servo runs resume {run.run_id}' "
             f"(or end it with 'servo runs cancel {run.run_id}' first)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,9 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from servo.engine.schema import RunRow, TaskRow
-
-_DONE = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"})
+from servo.engine.schema import TERMINAL_TASK_STATUSES, RunRow, TaskRow
+from servo.engine.vocabulary import TaskStatus
 
 
 def write_json(payload: Mapping[str, Any]) -> None:
@@ -58,14 +58,15 @@ class Progress:
     def update(self, run: RunRow, tasks: list[TaskRow]) -> None:
         if self._bar is None:
             return
-        statuses = [t.status for t in tasks]
-        retrying = statuses.count("RETRY_WAIT")
+        count = Counter(t.status for t in tasks)
+        running = count[TaskStatus.RUNNING] + count[TaskStatus.DISPATCHED]
+        retrying = count[TaskStatus.RETRY_WAIT]
         detail = (
-            f"running {statuses.count('RUNNING') + statuses.count('DISPATCHED')}  "
+            f"running {running}  "
             + (f"retrying {retrying}  " if retrying else "")
-            + f"failed {statuses.count('FAILED')}  skipped {statuses.count('SKIPPED')}"
+            + f"failed {count[TaskStatus.FAILED]}  skipped {count[TaskStatus.SKIPPED]}"
         )
-        done = sum(1 for st in statuses if st in _DONE)
+        done = sum(count[st] for st in TERMINAL_TASK_STATUSES)
         self._bar.update(self._task, total=len(tasks), completed=done, detail=detail)
 
     def __exit__(self, *exc: object) -> None:
@@ -92,14 +93,14 @@ def print_run(run: RunRow, tasks: list[TaskRow], where: str = "") -> None:
         table.add_row(task.task_key, task.status.lower(), str(task.attempt), seconds, rows)
     console.print(table)
     for task in tasks:
-        if task.error_type and task.status != "SUCCEEDED":
+        if task.error_type and task.status != TaskStatus.SUCCEEDED:
             console.print(
                 f"{task.task_key} {task.status.lower()}: {task.error_type}: {task.error_message}",
                 overflow="fold",
                 markup=False,
                 highlight=False,
             )
-    failed = [task.task_key for task in tasks if task.status == "FAILED"]
+    failed = [task.task_key for task in tasks if task.status == TaskStatus.FAILED]
     if failed:
         for line in (
             f"errors in full: servo runs show {run.run_id} --errors{where}",

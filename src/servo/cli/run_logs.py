@@ -22,6 +22,7 @@ from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption
 from servo.cli.run_detail import RunDetail, load_detail
 from servo.cli.run_show import attempt_status
 from servo.engine.ids import DEFAULT_WORKSPACE
+from servo.engine.vocabulary import RunStatus
 from servo.errors import ServoError
 from servo.worker.attempt_logs import AttemptLogKey, read_log
 
@@ -110,7 +111,7 @@ def _follow(
     at_line_start = True
     while True:
         detail = load_detail(store, tenant, run_id)
-        ended = detail.run.status != "RUNNING"
+        ended = detail.run.status != RunStatus.RUNNING
         for task_key, row in _selected(detail, asset, attempt):
             where = (task_key, row.attempt)
             found = read_log(store, _key(detail, tenant, *where), next_seq.get(where, 0))

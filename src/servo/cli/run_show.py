@@ -17,6 +17,7 @@ import typer
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
 from servo.cli.render import iso_time
 from servo.cli.run_detail import RunDetail, load_detail
+from servo.engine.vocabulary import AbandonReason, TaskStatus
 
 if TYPE_CHECKING:
     from servo.engine.schema import AttemptRow, TaskRow
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
 WIDTH = 80
 #: Lines of an error message shown without ``--errors``.
 MESSAGE_LINES = 3
-_ABANDONED = {
-    "timeout": "timed out",
-    "cancelled": "cancelled",
-    "heartbeat_missed": "lost",
-    "worker_lost": "lost",
-    "pool_lost": "pool lost",
+_ABANDONED: dict[str, str] = {
+    AbandonReason.TIMEOUT: "timed out",
+    AbandonReason.CANCELLED: "cancelled",
+    AbandonReason.HEARTBEAT_MISSED: "lost",
+    AbandonReason.WORKER_LOST: "lost",
+    AbandonReason.POOL_LOST: "pool lost",
 }
 
 
@@ -97,9 +98,9 @@ def _asset_lines(task: TaskRow, attempts: list[AttemptRow]) -> list[str]:
     extras = []
     if len(attempts) > 1:
         extras.append(f"{len(attempts)} attempts")
-    if task.status == "SUCCEEDED" and task.output_rows is not None:
+    if task.status == TaskStatus.SUCCEEDED and task.output_rows is not None:
         extras.append(f"{task.output_rows} rows")
-    if task.status == "SKIPPED":
+    if task.status == TaskStatus.SKIPPED:
         extras.append("an upstream asset did not succeed")
     suffix = f" ({', '.join(extras)})" if extras else ""
     return _wrap(f"{task.task_key}: {status}{suffix}", indent=2)

@@ -24,7 +24,7 @@ this is `servo.embedded.session.run_assets`, which the Python API shares.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -39,6 +39,7 @@ from servo.cli.options import (
     state_of,
 )
 from servo.engine.ids import DEFAULT_WORKSPACE
+from servo.engine.vocabulary import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
     from servo.catalog.run_records import Execution, ExecutionTask
@@ -65,7 +66,9 @@ def run_row(execution: Execution) -> RunRow:
         selection=execution.selection,
         defs_source=execution.defs_source,
         cancel_requested_at=execution.cancel_requested_at,
-        status=execution.status,
+        # An execution created through the API is PENDING until the engine sees it, a
+        # status no engine run holds; rendering only reads its text.
+        status=cast("RunStatus", execution.status),
         n_tasks=execution.n_tasks,
         n_succeeded=execution.n_succeeded,
         n_failed=execution.n_failed,
@@ -85,7 +88,7 @@ def task_row(task: ExecutionTask) -> TaskRow:
         asset_key=task.asset_key,
         partition_key=task.partition_key,
         max_attempts=task.max_attempts,
-        status=task.status,
+        status=TaskStatus(task.status),
         attempt=task.attempt,
         started_at=task.started_at,
         finished_at=task.finished_at,
@@ -115,7 +118,7 @@ def run_payload(run: RunRow, tasks: list[TaskRow]) -> dict[str, Any]:
         "errors": {
             t.task_key: {"type": t.error_type, "message": t.error_message}
             for t in tasks
-            if t.error_type is not None and t.status != "SUCCEEDED"
+            if t.error_type is not None and t.status != TaskStatus.SUCCEEDED
         },
     }
 

@@ -26,6 +26,7 @@ from servo.cli.options import (
 )
 from servo.cli.render import iso_time
 from servo.engine.ids import DEFAULT_WORKSPACE
+from servo.engine.vocabulary import TaskStatus
 from servo.errors import RunNotFoundError, ServoError, ValueNotFoundError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def find_materialization(
                 f"run {run_id} did not include asset {asset!r}; "
                 f"'servo runs show {run_id}' lists its assets"
             )
-    done = [t for t in of_asset if t.status == "SUCCEEDED" and t.output_location]
+    done = [t for t in of_asset if t.status == TaskStatus.SUCCEEDED and t.output_location]
     if done:
         return max(done, key=lambda t: (t.finished_at or 0, t.run_id))
     if run_id is not None:

@@ -34,6 +34,7 @@ from servo.dispatch.process_pool import ProcessPool
 from servo.dispatch.process_worker import ProcessRuntimeSpec
 from servo.engine.events import Event
 from servo.engine.request import TaskRequest
+from servo.engine.vocabulary import AbandonReason
 from servo.errors import ConfigError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -154,7 +155,7 @@ class LocalPoolDispatcher:
         (``timeout``, ``cancelled``, ...). Threads: cooperative. Processes: only a
         worker that stopped heartbeating is stopped, by killing its process (else it
         would hold its slot forever); other attempts there run on to their end."""
-        if self._processes is not None and reason == "heartbeat_missed":
+        if self._processes is not None and reason == AbandonReason.HEARTBEAT_MISSED:
             return self._processes.kill(attempt_id, reason)
         return self._runtime is not None and self._runtime.stop(attempt_id, reason)
 

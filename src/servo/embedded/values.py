@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from servo.embedded.result import asset_name
 from servo.engine.ids import DEFAULT_WORKSPACE
+from servo.engine.vocabulary import TaskStatus
 from servo.errors import ValueNotFoundError
 from servo.graph.suggest import did_you_mean
 
@@ -59,7 +60,7 @@ def _in_run(snapshot: Snapshot, name: str, run_id: str, where: str, retry: str) 
             f"run {run_id} did not run asset {name!r}{hint}; its assets: "
             f"{', '.join(t.asset_key for t in tasks)}"
         )
-    if task.status != "SUCCEEDED" or task.output_location is None:
+    if task.status != TaskStatus.SUCCEEDED or task.output_location is None:
         raise ValueNotFoundError(
             f"asset {name!r} has no value in run {run_id}: {_describe(task)}; {retry}"
         )
@@ -71,7 +72,9 @@ def _latest(snapshot: Snapshot, name: str, where: str, retry: str) -> TaskRow:
     if not tasks:
         hint = did_you_mean(name, _materialized_names(snapshot))
         raise ValueNotFoundError(f"asset {name!r} was never materialized in {where}{hint}; {retry}")
-    succeeded = [t for t in tasks if t.status == "SUCCEEDED" and t.output_location is not None]
+    succeeded = [
+        t for t in tasks if t.status == TaskStatus.SUCCEEDED and t.output_location is not None
+    ]
     if not succeeded:
         last = max(tasks, key=lambda t: (t.finished_at or 0, t.run_id))
         raise ValueNotFoundError(

@@ -29,6 +29,7 @@ from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import dispatch_id
 from servo.engine.schema import OutboxRow, TaskRow, TimerRow
+from servo.engine.vocabulary import AbandonReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def sweep(
                     tenant_id=tenant_id,
                     workspace_id=workspace_id,
                     run_id=task.run_id,
-                    payload=ev.AttemptAbandoned(reason="worker_lost"),
+                    payload=ev.AttemptAbandoned(reason=AbandonReason.WORKER_LOST),
                     task_key=task.task_key,
                     attempt=task.attempt,
                     attempt_id=task.attempt_id,

@@ -31,18 +31,19 @@ from dataclasses import dataclass, replace
 
 from servo.engine import schema as s
 from servo.engine.schema import AttemptRow, DepRow, TaskRow, TimerRow
+from servo.engine.vocabulary import AbandonReason, TaskStatus, TimerKind
 
 #: Redeliveries of attempts whose worker was lost, before the loss counts as failure.
 MAX_REDELIVERIES = 3
-WORKER_LOST = "worker_lost"
+WORKER_LOST = AbandonReason.WORKER_LOST
 #: An attempt's worker process ended because its pool broke (another worker died, or
 #: the pool's manager): redelivered without using the redelivery or retry budget...
-POOL_LOST = "pool_lost"
+POOL_LOST = AbandonReason.POOL_LOST
 #: ...at most this many times (a bound for pool breaks nobody can be blamed for,
 #: e.g. worker processes that die while starting, before they take any attempt).
 MAX_POOL_LOSSES = 20
 #: Abandon reasons that mean "the worker is gone": redelivered, not charged as attempts.
-_LOST_REASONS = frozenset({WORKER_LOST, "heartbeat_missed"})
+_LOST_REASONS = frozenset({WORKER_LOST, AbandonReason.HEARTBEAT_MISSED})
 #: Attempts whose worker may have recorded a result unseen (see `reusable_attempt_ids`).
 _UNSEEN_REASONS = _LOST_REASONS | {POOL_LOST}
 
@@ -74,7 +75,7 @@ def current_attempts(attempts: Iterable[AttemptRow]) -> dict[int, AttemptRow]:
 class TaskState:
     """The derived columns of one task (see `TaskRow` for their meaning)."""
 
-    status: str
+    status: TaskStatus
     deps_satisfied_count: int
     attempt: int = 0
     attempt_id: str | None = None
@@ -101,7 +102,11 @@ def _max_resolved_at(deps: Iterable[DepRow], resolutions: frozenset[str]) -> int
 
 def _retry_fired_at(timers: Iterable[TimerRow], attempt: int) -> int | None:
     for timer in timers:
-        if timer.kind == "retry" and timer.attempt == attempt and timer.fired_at is not None:
+        if (
+            timer.kind == TimerKind.RETRY
+            and timer.attempt == attempt
+            and timer.fired_at is not None
+        ):
             return timer.fired_at
     return None
 

@@ -23,15 +23,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
+from servo.engine import vocabulary
 from servo.engine.ids import new_ulid, now_us
-from servo.errors import EventDecodeError
+from servo.errors import ConfigError, EventDecodeError
+from servo.resilience.retry import RetryPolicy
 
 SCHEMA_VERSION = 1
 
 DependencyType = Literal["data", "metadata", "control"]
 Outcome = Literal["succeeded", "failed"]
-TimerKind = Literal["retry", "heartbeat_check", "task_timeout"]
-AbandonReason = Literal["timeout", "heartbeat_missed", "cancelled", "worker_lost", "pool_lost"]
+#: Payload field types, from `servo.engine.vocabulary` (decoded values become members).
+TimerKind = vocabulary.TimerKind
+AbandonReason = vocabulary.AbandonReason
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -52,6 +55,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, RetryPolicy):
+        return value.to_dict()
     names = _field_names(type(value))
     return {name: _plain(getattr(value, name)) for name in names}
 
@@ -80,7 +85,8 @@ class PlannedTask:
         partition_key: the partition, or None for unpartitioned assets.
         deps: (upstream task_key, dependency type) pairs.
         max_attempts: attempts allowed by the retry policy (>= 1).
-        retry: the retry policy's parameters (for the timer controller), or None.
+        retry: the retry policy planned for the task (it decides retryability and
+            backoff for every attempt, whatever the definitions say later), or None.
         timeout_s: the asset's timeout in seconds, or None.
         pinned_inputs: (dependency, location, format) of upstream values that come
             from earlier runs (dependencies outside this run), fixed at planning.
@@ -91,19 +97,20 @@ class PlannedTask:
     partition_key: str | None = None
     deps: tuple[tuple[str, DependencyType], ...] = ()
     max_attempts: int = 1
-    retry: Mapping[str, Any] | None = None
+    retry: RetryPolicy | None = None
     timeout_s: float | None = None
     pinned_inputs: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PlannedTask:
+        retry = raw.get("retry")
         return cls(
             task_key=raw["task_key"],
             asset_key=raw["asset_key"],
             partition_key=raw.get("partition_key"),
             deps=tuple((d[0], d[1]) for d in raw.get("deps", ())),
             max_attempts=int(raw.get("max_attempts", 1)),
-            retry=raw.get("retry"),
+            retry=None if retry is None else RetryPolicy.from_dict(retry),
             timeout_s=raw.get("timeout_s"),
             pinned_inputs=tuple((p[0], p[1], p[2]) for p in raw.get("pinned_inputs", ())),
         )
@@ -239,12 +246,20 @@ class AttemptAbandoned(Payload):
     """
 
     type_name: ClassVar[str] = "AttemptAbandoned"
-    reason: AbandonReason = "timeout"
+    reason: AbandonReason = AbandonReason.TIMEOUT
     #: Whether the retry policy allows another attempt for this reason.
     retryable: bool = False
     #: What happened, for people (e.g. "worker process exited with code 1 while
     #: running a"); the attempt's error message. None: "attempt abandoned: REASON".
     detail: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AttemptAbandoned:
+        return cls(
+            reason=AbandonReason(raw.get("reason", AbandonReason.TIMEOUT)),
+            retryable=bool(raw.get("retryable", False)),
+            detail=raw.get("detail"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +270,16 @@ class TimerRequested(Payload):
     #: Timers name the attempt number they act on; they carry no attempt_id.
     attempt_scoped: ClassVar[bool] = False
     timer_id: str = ""
-    kind: TimerKind = "retry"
+    kind: TimerKind = TimerKind.RETRY
     due_at: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TimerRequested:
+        return cls(
+            timer_id=raw.get("timer_id", ""),
+            kind=TimerKind(raw.get("kind", TimerKind.RETRY)),
+            due_at=int(raw.get("due_at", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +429,7 @@ class Event:
             )
         except EventDecodeError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise EventDecodeError(
                 f"event {raw.get('event_id') if isinstance(raw, Mapping) else raw!r}: "
                 f"malformed ({type(exc).__name__}: {exc})"

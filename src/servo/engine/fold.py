@@ -258,9 +258,7 @@ class EngineState:
                     asset_key=planned.asset_key,
                     partition_key=planned.partition_key,
                     max_attempts=planned.max_attempts,
-                    retry=None
-                    if planned.retry is None
-                    else json.dumps(planned.retry, sort_keys=True),
+                    retry=None if planned.retry is None else planned.retry.to_json(),
                     timeout_s=planned.timeout_s,
                     pinned_inputs=(
                         json.dumps([list(p) for p in planned.pinned_inputs])
@@ -310,7 +308,7 @@ class EngineState:
                 run_id=event.run_id,
                 task_key=event.task_key or "",
                 attempt=event.attempt or 0,
-                kind="",
+                kind=s.KIND_NOT_YET_KNOWN,
                 due_at=0,
                 request_event_id="",
                 requested_at=0,

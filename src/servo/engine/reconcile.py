@@ -46,6 +46,7 @@ from servo.engine.ledger import LedgerWriter
 from servo.engine.recovery import FINDINGS
 from servo.engine.request import TaskRequest
 from servo.engine.schema import OutboxRow, TaskRow
+from servo.engine.vocabulary import AbandonReason
 from servo.errors import LedgerWriteError, StorageError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -273,7 +274,7 @@ class Reconciler:
             )
             for event in abandoned:
                 assert event.attempt_id is not None
-                step.effects.stop.append((event.attempt_id, "cancelled"))
+                step.effects.stop.append((event.attempt_id, AbandonReason.CANCELLED))
             self._fold(step, abandoned)
 
     def _fire(self, step: _Step, inputs: Inputs, now: int) -> None:

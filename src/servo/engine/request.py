@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from servo.engine.schema import OutboxRow, TaskRow
 from servo.errors import EngineError
+from servo.resilience.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,9 @@ class TaskRequest:
             because their worker was lost; a result one of them recorded may be
             reported instead of running again. Attempts the engine ended for a
             timeout or a cancel are never listed: their results must not count.
+        retry: the retry policy planned with the run, or None (one attempt). It, not
+            the definitions the worker loads, decides whether an error is retryable,
+            so every attempt of a run is judged by the same policy.
     """
 
     tenant_id: str
@@ -69,6 +73,7 @@ class TaskRequest:
     timeout_s: float | None = None
     defs_source: str | None = None
     reusable_attempt_ids: tuple[str, ...] = ()
+    retry: RetryPolicy | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -77,14 +82,24 @@ class TaskRequest:
         text = f"{self.run_id}\x00{self.asset_key}\x00{self.partition_key or ''}\x00{locations}"
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields (the retry policy as `RetryPolicy.to_dict`)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["inputs"] = [asdict(i) for i in self.inputs]
+        data["reusable_attempt_ids"] = list(self.reusable_attempt_ids)
+        data["retry"] = None if self.retry is None else self.retry.to_dict()
+        return data
+
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode("utf-8")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TaskRequest:
         data = dict(raw)
         data["inputs"] = tuple(InputRef(**i) for i in data.get("inputs", ()))
         data["reusable_attempt_ids"] = tuple(data.get("reusable_attempt_ids", ()))
+        retry = data.get("retry")
+        data["retry"] = None if retry is None else RetryPolicy.from_dict(retry)
         return cls(**data)
 
     @classmethod
@@ -102,7 +117,8 @@ def build_request(
     defs_source: str | None,
     reusable_attempt_ids: tuple[str, ...] = (),
 ) -> TaskRequest:
-    """The request for an outbox row, with inputs from upstream tasks and pinned values.
+    """The request for an outbox row, with inputs from upstream tasks and pinned values,
+    and the retry policy planned for the task.
 
     Args:
         upstream: the run's upstream task rows by task key.
@@ -141,4 +157,5 @@ def build_request(
         timeout_s=task.timeout_s,
         defs_source=defs_source,
         reusable_attempt_ids=reusable_attempt_ids,
+        retry=None if task.retry is None else RetryPolicy.from_json(task.retry),
     )

@@ -10,27 +10,39 @@ operations (min, max, argmin by `(emitted_at, event_id)`): `runs` (request part)
 `dep_satisfaction`, `dispatch_outbox` and the derived columns of `runs`.
 `partition_status`, `schedules` and `sensors` are reserved for Layer 2.
 
-Times are epoch microseconds (int64); absent values are null.
+Times are epoch microseconds (int64); absent values are null. Statuses and timer
+kinds are `StrEnum` members (`servo.engine.vocabulary`): stored as their string
+values, read back as members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Final
+from enum import StrEnum
+from typing import Any, Final, Literal
 
 import pyarrow as pa
 
+from servo.engine.vocabulary import (
+    OutboxStatus,
+    RunStatus,
+    TaskStatus,
+    TimerKind,
+    TimerStatus,
+)
+
+# Members of the vocabularies (servo.engine.vocabulary) under their historical names.
 # Task statuses (tasks.status).
-PENDING: Final = "PENDING"
-READY: Final = "READY"
-DISPATCHED: Final = "DISPATCHED"
-RUNNING: Final = "RUNNING"
-RETRY_WAIT: Final = "RETRY_WAIT"
-SUCCEEDED: Final = "SUCCEEDED"
-FAILED: Final = "FAILED"
-SKIPPED: Final = "SKIPPED"
-CANCELLED: Final = "CANCELLED"
+PENDING: Final = TaskStatus.PENDING
+READY: Final = TaskStatus.READY
+DISPATCHED: Final = TaskStatus.DISPATCHED
+RUNNING: Final = TaskStatus.RUNNING
+RETRY_WAIT: Final = TaskStatus.RETRY_WAIT
+SUCCEEDED: Final = TaskStatus.SUCCEEDED
+FAILED: Final = TaskStatus.FAILED
+SKIPPED: Final = TaskStatus.SKIPPED
+CANCELLED: Final = TaskStatus.CANCELLED
 TERMINAL_TASK_STATUSES: Final = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
 
 # Edge resolutions (dep_satisfaction.resolution).
@@ -40,19 +52,22 @@ RESOLUTION_SKIPPED: Final = "SKIPPED"
 RESOLUTION_CANCELLED: Final = "CANCELLED"
 
 # Outbox statuses (dispatch_outbox.status).
-OUTBOX_PENDING: Final = "PENDING"
-OUTBOX_ENQUEUED: Final = "ENQUEUED"
-OUTBOX_COMPLETED: Final = "COMPLETED"
+OUTBOX_PENDING: Final = OutboxStatus.PENDING
+OUTBOX_ENQUEUED: Final = OutboxStatus.ENQUEUED
+OUTBOX_COMPLETED: Final = OutboxStatus.COMPLETED
 
 # Timer statuses (timers.status).
-TIMER_SCHEDULED: Final = "SCHEDULED"
-TIMER_FIRED: Final = "FIRED"
+TIMER_SCHEDULED: Final = TimerStatus.SCHEDULED
+TIMER_FIRED: Final = TimerStatus.FIRED
 
 # Run statuses (runs.status).
-RUN_RUNNING: Final = "RUNNING"
-RUN_SUCCEEDED: Final = "SUCCEEDED"
-RUN_FAILED: Final = "FAILED"
-RUN_CANCELLED: Final = "CANCELLED"
+RUN_RUNNING: Final = RunStatus.RUNNING
+RUN_SUCCEEDED: Final = RunStatus.SUCCEEDED
+RUN_FAILED: Final = RunStatus.FAILED
+RUN_CANCELLED: Final = RunStatus.CANCELLED
+
+#: `TimerRow.kind` of a timer whose firing was folded before its request.
+KIND_NOT_YET_KNOWN: Final = ""
 
 _S = pa.string()
 _I64 = pa.int64()
@@ -74,7 +89,7 @@ class RunRow:
     selection: str | None = None
     defs_source: str | None = None
     cancel_requested_at: int | None = None
-    status: str = RUN_RUNNING
+    status: RunStatus = RUN_RUNNING
     n_tasks: int = 0
     n_succeeded: int = 0
     n_failed: int = 0
@@ -95,10 +110,10 @@ class TaskRow:
     deps_total: int = 0
     deps_satisfied_count: int = 0
     max_attempts: int = 1
-    #: JSON of the retry policy parameters, or None.
+    #: The planned retry policy as JSON (`RetryPolicy.to_json`), or None.
     retry: str | None = None
     timeout_s: float | None = None
-    status: str = PENDING
+    status: TaskStatus = PENDING
     #: Current attempt number (0 before the first dispatch).
     attempt: int = 0
     attempt_id: str | None = None
@@ -179,7 +194,7 @@ class OutboxRow:
     attempt_id: str
     asset_key: str
     partition_key: str | None
-    status: str
+    status: OutboxStatus
     requested_at: int
     enqueued_at: int | None = None
 
@@ -193,12 +208,13 @@ class TimerRow:
     run_id: str
     task_key: str
     attempt: int
-    kind: str
+    #: What the timer does; `KIND_NOT_YET_KNOWN` until its request is folded.
+    kind: TimerKind | Literal[""]
     due_at: int
     request_event_id: str
     requested_at: int
     fired_at: int | None = None
-    status: str = TIMER_SCHEDULED
+    status: TimerStatus = TIMER_SCHEDULED
 
 
 @dataclass(slots=True)
@@ -235,12 +251,17 @@ class SensorRow:
 
 @dataclass(frozen=True, slots=True)
 class TableSpec:
-    """A projection table: name, row type, key columns and Arrow schema."""
+    """A projection table: name, row type, key columns and Arrow schema.
+
+    `vocabulary` maps the index of each column that holds a vocabulary (a `StrEnum`)
+    to its value -> member table, so rows read back from Parquet hold members.
+    """
 
     name: str
     row_type: type[Any]
     key: tuple[str, ...]
     schema: pa.Schema
+    vocabulary: tuple[tuple[int, Mapping[str, str]], ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -256,21 +277,44 @@ class TableSpec:
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def from_arrow(self, table: pa.Table) -> list[Any]:
-        """An Arrow table with this schema -> rows."""
+        """An Arrow table with this schema -> rows (vocabulary columns as members).
+
+        Raises:
+            ValueError: a vocabulary column holds a value outside its vocabulary.
+        """
         columns = [table.column(name).to_pylist() for name in self.columns]
+        for index, members in self.vocabulary:
+            try:
+                columns[index] = [None if x is None else members[x] for x in columns[index]]
+            except KeyError as exc:
+                raise ValueError(
+                    f"{self.name}.{self.columns[index]}: unknown value {exc.args[0]!r}"
+                ) from None
         make = self.row_type
         return [make(*values) for values in zip(*columns, strict=True)]
 
 
 def _spec(
-    name: str, row_type: type[Any], key: Sequence[str], types: dict[str, pa.DataType]
+    name: str,
+    row_type: type[Any],
+    key: Sequence[str],
+    types: dict[str, pa.DataType],
+    vocabulary: Mapping[str, Mapping[str, str]] | None = None,
 ) -> TableSpec:
     names = [f.name for f in fields(row_type)]
     if set(names) != set(types):
         raise AssertionError(f"{name}: schema and row type disagree: {set(names) ^ set(types)}")
     nullable_keys = set(key)
     schema = pa.schema([pa.field(n, types[n], nullable=n not in nullable_keys) for n in names])
-    return TableSpec(name, row_type, tuple(key), schema)
+    members = tuple((names.index(col), table) for col, table in (vocabulary or {}).items())
+    return TableSpec(name, row_type, tuple(key), schema, members)
+
+
+def _members(vocabulary: type[StrEnum], *extra: str) -> dict[str, str]:
+    """Value -> member of `vocabulary` (plus `extra` values kept as they are)."""
+    table: dict[str, str] = {m.value: m for m in vocabulary}
+    table.update((x, x) for x in extra)
+    return table
 
 
 RUNS = _spec(
@@ -279,6 +323,7 @@ RUNS = _spec(
      "requested_at": _I64, "idempotency_key": _S, "selection": _S, "defs_source": _S,
      "cancel_requested_at": _I64, "status": _S, "n_tasks": _I32, "n_succeeded": _I32,
      "n_failed": _I32, "n_skipped": _I32, "n_cancelled": _I32, "completed_at": _I64},
+    {"status": _members(RunStatus)},
 )  # fmt: skip
 TASKS = _spec(
     "tasks", TaskRow, ["run_id", "task_key"],
@@ -288,6 +333,7 @@ TASKS = _spec(
      "heartbeat_at": _I64, "finished_at": _I64, "error_type": _S, "error_message": _S,
      "output_location": _S, "output_format": _S, "output_size": _I64, "output_rows": _I64,
      "pinned_inputs": _S},
+    {"status": _members(TaskStatus)},
 )  # fmt: skip
 ATTEMPTS = _spec(
     "attempts", AttemptRow, ["run_id", "task_key", "attempt", "attempt_id"],
@@ -308,12 +354,14 @@ DISPATCH_OUTBOX = _spec(
     {"dispatch_id": _S, "cloud_task_id": _S, "run_id": _S, "task_key": _S, "attempt": _I32,
      "attempt_id": _S, "asset_key": _S, "partition_key": _S, "status": _S,
      "requested_at": _I64, "enqueued_at": _I64},
+    {"status": _members(OutboxStatus)},
 )  # fmt: skip
 TIMERS = _spec(
     "timers", TimerRow, ["timer_id"],
     {"timer_id": _S, "cloud_task_id": _S, "run_id": _S, "task_key": _S, "attempt": _I32,
      "kind": _S, "due_at": _I64, "request_event_id": _S, "requested_at": _I64,
      "fired_at": _I64, "status": _S},
+    {"kind": _members(TimerKind, KIND_NOT_YET_KNOWN), "status": _members(TimerStatus)},
 )  # fmt: skip
 PARTITION_STATUS = _spec(
     "partition_status", PartitionStatusRow, ["asset_key", "partition_key"],

@@ -14,8 +14,11 @@ failure always gets the same delay and the decision can be replayed.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from servo.errors import ConfigError
 
@@ -156,7 +159,7 @@ class RetryPolicy:
         return RetryDecision(True, self.delay(attempt, seed), f"retryable {kind.value} error")
 
     def to_dict(self) -> dict[str, object]:
-        """Plain parameters (recorded in a run's plan)."""
+        """Plain parameters, JSON-ready (how a run's plan records the policy)."""
         return {
             "max_attempts": self.max_attempts,
             "initial_delay": self.initial_delay,
@@ -167,3 +170,37 @@ class RetryPolicy:
             "dont_retry_on": sorted(k.value for k in self.dont_retry_on),
             "retry_on_timeout": self.retry_on_timeout,
         }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RetryPolicy:
+        """The policy `to_dict` gave; a parameter it lacks takes its default.
+
+        Raises:
+            ConfigError: the parameters make no valid policy.
+            ValueError: an error kind is unknown.
+        """
+        params = {name: raw[name] for name in _SCALARS if name in raw}
+        for name in ("retry_on", "dont_retry_on"):
+            if name in raw:
+                params[name] = frozenset(ErrorKind(k) for k in raw[name])
+        return cls(**params)
+
+    def to_json(self) -> str:
+        """`to_dict` as canonical JSON (sorted keys): the form a task row stores."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RetryPolicy:
+        """The policy `to_json` gave (see `from_dict`)."""
+        return cls.from_dict(json.loads(text))
+
+
+#: The parameters of `RetryPolicy` that are plain JSON values.
+_SCALARS = (
+    "max_attempts",
+    "initial_delay",
+    "max_delay",
+    "backoff_multiplier",
+    "jitter",
+    "retry_on_timeout",
+)

@@ -17,6 +17,7 @@ from servo.dispatch.base import NotStarted
 from servo.engine import events as ev
 from servo.engine.report import Report
 from servo.engine.request import TaskRequest
+from servo.engine.vocabulary import AbandonReason
 from servo.errors import PoolLostError, WorkerPoolError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -113,7 +114,7 @@ class Inbox:
         attempt is redelivered; as `pool_lost` (free) when its pool broke under it,
         else as `worker_lost` (counted against its attempts)."""
         pool_lost = isinstance(error, PoolLostError)
-        reason: ev.AbandonReason = "pool_lost" if pool_lost else "worker_lost"
+        reason = AbandonReason.POOL_LOST if pool_lost else AbandonReason.WORKER_LOST
         (log.warning if pool_lost else log.error)(
             "runner.runtime_failed",
             run_id=request.run_id,

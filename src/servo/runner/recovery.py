@@ -27,6 +27,7 @@ from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id
 from servo.engine.ledger import LedgerReader, LedgerWriter
 from servo.engine.recovery import FINDINGS
+from servo.engine.vocabulary import AbandonReason
 from servo.errors import ObjectNotFoundError
 from servo.observability.logging import get_logger
 from servo.storage.base import ObjectStore
@@ -66,7 +67,7 @@ def orphans(
                 tenant_id=tenant,
                 workspace_id=workspace,
                 run_id=run_id,
-                payload=ev.AttemptAbandoned(reason="worker_lost"),
+                payload=ev.AttemptAbandoned(reason=AbandonReason.WORKER_LOST),
                 task_key=task.task_key,
                 attempt=task.attempt,
                 attempt_id=task.attempt_id,

@@ -10,8 +10,9 @@ Steps for a `TaskRequest`:
    idempotency key and the attempt id, report `TaskFinished`. Every event echoes the
    attempt_id.
 3. Any exception — the user's or ours — ends the attempt as failed with its type,
-   message and traceback, classified for retries. Nothing here raises to the caller
-   except a failure to write the ledger itself.
+   message and traceback, classified for retries by the policy planned with the run
+   (`TaskRequest.retry`), never by the definitions this worker loaded. Nothing here
+   raises to the caller except a failure to write the ledger itself.
 
 Results are recorded per attempt (``results/{tenant}/{workspace}/{key}/{attempt_id}.json``)
 because an attempt the engine ended for a timeout or a cancel may still return later:
@@ -44,7 +45,7 @@ from servo.engine.request import TaskRequest
 from servo.errors import ObjectExistsError, ObjectNotFoundError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
-from servo.resilience.retry import RetryPolicy, classify
+from servo.resilience.retry import classify
 from servo.sdk.context import AssetContext
 from servo.sdk.io import read_value, write_value
 from servo.storage.base import ObjectStore
@@ -270,7 +271,6 @@ class TaskRuntime:
             task_key=request.task_key,
             attempt_id=request.attempt_id,
         )
-        definition = None
         try:
             definition = self._defs.assets[request.asset_key]
             values = {i.name: read_value(self._store, i.location, i.format) for i in request.inputs}
@@ -303,9 +303,9 @@ class TaskRuntime:
         except Exception as exc:  # user code may raise anything
             if running.stopped():  # it failed because it was told to stop
                 return replace(_stopped(running, bound), error_traceback=_traceback(exc))
-            policy = getattr(definition, "retry", None)
             kind = classify(exc)
-            retryable = isinstance(policy, RetryPolicy) and policy.is_retryable(kind)
+            # The policy planned with the run decides, not the definitions loaded now.
+            retryable = request.retry is not None and request.retry.is_retryable(kind)
             bound.info(  # the run summary reports it; a failing asset is no Servo fault
                 "task.failed",
                 error_type=type(exc).__name__,

@@ -11,6 +11,7 @@ from servo.engine import events as ev
 from servo.engine.fold import EngineState
 from servo.engine.ids import timer_id
 from servo.engine.schema import TABLES
+from servo.engine.vocabulary import TimerKind
 
 TENANT = "t1"
 WORKSPACE = "w1"
@@ -85,9 +86,12 @@ class History:
         return aid
 
     def retry_timer(self, task: str, attempt: int, fire: bool = True) -> None:
-        tid = timer_id(TENANT, WORKSPACE, self.run_id, task, attempt, "retry")
+        tid = timer_id(TENANT, WORKSPACE, self.run_id, task, attempt, TimerKind.RETRY)
         self.emit(
-            ev.TimerRequested(timer_id=tid, kind="retry", due_at=self.clock + 5), task, attempt, "x"
+            ev.TimerRequested(timer_id=tid, kind=TimerKind.RETRY, due_at=self.clock + 5),
+            task,
+            attempt,
+            "x",
         )
         if fire:
             self.emit(ev.TimerFired(timer_id=tid), task, attempt, "x")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -68,3 +70,34 @@ def test_jitter_is_bounded_and_deterministic(attempt: int, seed: str) -> None:
 def test_invalid_policies_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RetryPolicy(),
+        RetryPolicy.none(),
+        RetryPolicy(
+            max_attempts=7,
+            initial_delay=0.25,
+            max_delay=9.0,
+            backoff_multiplier=3.0,
+            jitter=0.5,
+            retry_on=frozenset({ErrorKind.NETWORK}),
+            dont_retry_on=frozenset(),
+            retry_on_timeout=False,
+        ),
+    ],
+)
+def test_a_policy_travels_as_one_value(policy: RetryPolicy) -> None:
+    assert RetryPolicy.from_json(policy.to_json()) == policy
+    assert RetryPolicy.from_dict(policy.to_dict()) == policy
+    assert policy.to_json() == json.dumps(policy.to_dict(), sort_keys=True)
+
+
+def test_parameters_a_policy_lacks_take_their_defaults() -> None:
+    assert RetryPolicy.from_dict({"max_attempts": 2}) == RetryPolicy(max_attempts=2)
+    with pytest.raises(ValueError):
+        RetryPolicy.from_dict({"retry_on": ["sunspots"]})
+    with pytest.raises(ConfigError, match="max_attempts"):
+        RetryPolicy.from_dict({"max_attempts": 0})

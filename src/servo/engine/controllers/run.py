@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.errors import DefinitionError
-from servo.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from servo.sdk.definitions import Definitions
@@ -22,14 +21,6 @@ if TYPE_CHECKING:
 
 #: A materialized value: (location, format).
 Materialization = tuple[str, str]
-
-
-def _max_attempts_and_retry(
-    retry: RetryPolicy | None,
-) -> tuple[int, dict[str, object] | None]:
-    if retry is None:
-        return 1, None
-    return retry.max_attempts, retry.to_dict()
 
 
 def plan_tasks(
@@ -67,13 +58,13 @@ def plan_tasks(
                 )
             if dep.type == "data":
                 pinned.append((dep.name, found[0], found[1]))
-        max_attempts, retry = _max_attempts_and_retry(definition.retry)
+        retry = definition.retry
         tasks.append(
             ev.PlannedTask(
                 task_key=name,
                 asset_key=name,
                 deps=tuple(deps),
-                max_attempts=max_attempts,
+                max_attempts=1 if retry is None else retry.max_attempts,
                 retry=retry,
                 timeout_s=definition.timeout,
                 pinned_inputs=tuple(pinned),

@@ -20,7 +20,6 @@ when it fires and the heartbeat is fresh, the next request makes check `n + 1`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import timer_id
 from servo.engine.schema import TaskRow, TimerRow
+from servo.engine.vocabulary import AbandonReason, TimerKind
 from servo.resilience.retry import ErrorKind, RetryPolicy
 
 _OPEN = frozenset({s.DISPATCHED, s.RUNNING})
@@ -60,24 +60,14 @@ class TimerDecisions:
     events: list[ev.Event]
     fired: list[TimerRow]
     lagging: list[TimerRow]
-    stop: list[tuple[str, ev.AbandonReason]]
+    stop: list[tuple[str, AbandonReason]]
 
 
 def policy_of(task: TaskRow) -> RetryPolicy:
-    """The task's retry policy, from the parameters recorded in its plan."""
+    """The task's retry policy as planned with its run (never the live definition)."""
     if not task.retry:
         return RetryPolicy(max_attempts=task.max_attempts, jitter=0)
-    params = json.loads(task.retry)
-    return RetryPolicy(
-        max_attempts=params["max_attempts"],
-        initial_delay=params["initial_delay"],
-        max_delay=params["max_delay"],
-        backoff_multiplier=params["backoff_multiplier"],
-        jitter=params["jitter"],
-        retry_on=frozenset(ErrorKind(k) for k in params["retry_on"]),
-        dont_retry_on=frozenset(ErrorKind(k) for k in params["dont_retry_on"]),
-        retry_on_timeout=params["retry_on_timeout"],
-    )
+    return RetryPolicy.from_json(task.retry)
 
 
 def _event(
@@ -118,19 +108,20 @@ def request_timers(
         if task.attempt_id is None:
             continue
         ids = (tenant_id, workspace_id, task.run_id, task.task_key, task.attempt)
-        wanted: list[tuple[str, ev.TimerKind, int]] = []
+        wanted: list[tuple[str, TimerKind, int]] = []
         if task.status == s.RETRY_WAIT:
-            tid = timer_id(*ids, "retry")
+            tid = timer_id(*ids, TimerKind.RETRY)
             delay_s = policy_of(task).delay(task.attempt, seed=tid)
-            wanted.append((tid, "retry", (task.finished_at or now) + int(delay_s * 1_000_000)))
+            due = (task.finished_at or now) + int(delay_s * 1_000_000)
+            wanted.append((tid, TimerKind.RETRY, due))
         if task.status == s.RUNNING and task.started_at is not None:
             if task.timeout_s is not None:
                 due = task.started_at + int(task.timeout_s * 1_000_000)
-                wanted.append((timer_id(*ids, "task_timeout"), "task_timeout", due))
+                wanted.append((timer_id(*ids, TimerKind.TASK_TIMEOUT), TimerKind.TASK_TIMEOUT, due))
             check = _next_heartbeat_check(ids, timer_of)
             if check is not None:
-                last = task.heartbeat_at or task.started_at
-                wanted.append((check, "heartbeat_check", last + settings.heartbeat_timeout_us))
+                due = (task.heartbeat_at or task.started_at) + settings.heartbeat_timeout_us
+                wanted.append((check, TimerKind.HEARTBEAT_CHECK, due))
         for tid, kind, due_at in wanted:
             if timer_of(tid) is not None:
                 continue
@@ -145,7 +136,7 @@ def _next_heartbeat_check(
     """The id of the next heartbeat check to request, or None if one is scheduled."""
     n = 0
     while True:
-        tid = timer_id(*ids, f"heartbeat_check.{n}")
+        tid = timer_id(*ids, f"{TimerKind.HEARTBEAT_CHECK}.{n}")
         found = timer_of(tid)
         if found is None:
             return tid
@@ -169,7 +160,7 @@ def fire_due_timers(
     events: list[ev.Event] = []
     fired_timers: list[TimerRow] = []
     lagging: list[TimerRow] = []
-    stop: list[tuple[str, ev.AbandonReason]] = []
+    stop: list[tuple[str, AbandonReason]] = []
     for timer in timers:
         if timer.status != s.TIMER_SCHEDULED or timer.due_at > now:
             continue
@@ -205,13 +196,13 @@ def _ends_attempt(
 ) -> ev.AttemptAbandoned | None:
     if task.attempt != timer.attempt or task.status not in _OPEN:
         return None  # the attempt ended (or moved on) before the timer fired
-    if timer.kind == "task_timeout":
+    if timer.kind == TimerKind.TASK_TIMEOUT:
         retryable = policy_of(task).is_retryable(ErrorKind.TIMEOUT)
-        return ev.AttemptAbandoned(reason="timeout", retryable=retryable)
-    if timer.kind == "heartbeat_check":
+        return ev.AttemptAbandoned(reason=AbandonReason.TIMEOUT, retryable=retryable)
+    if timer.kind == TimerKind.HEARTBEAT_CHECK:
         last = task.heartbeat_at or task.started_at or 0
         if last + settings.heartbeat_timeout_us <= now:
-            return ev.AttemptAbandoned(reason="heartbeat_missed", retryable=True)
+            return ev.AttemptAbandoned(reason=AbandonReason.HEARTBEAT_MISSED, retryable=True)
     return None
 
 
@@ -224,7 +215,7 @@ def abandon_cancelled(
     new_id: Callable[[], str],
 ) -> list[ev.Event]:
     """`AttemptAbandoned(cancelled)` for the open attempts of a cancelled run's tasks."""
-    payload = ev.AttemptAbandoned(reason="cancelled")
+    payload = ev.AttemptAbandoned(reason=AbandonReason.CANCELLED)
     return [
         _event(new_id(), task, payload, tenant_id, workspace_id, now, task.attempt_id)
         for task in tasks
