@@ -253,13 +253,10 @@ def run_assets(
             run = runner.wait(start.run_id, on_progress)
         state = runner.state
         tasks = tuple(state.tasks_of(start.run_id))
-        attempts = state.tables["attempts"]
         current = {
             task.task_key: found
             for task in tasks
-            if task.attempt_id is not None
-            and (found := attempts.get((task.run_id, task.task_key, task.attempt, task.attempt_id)))
-            is not None
+            if (found := state.current_attempt(task)) is not None
         }
     return RunOutcome(
         run, tasks, MappingProxyType(current), store, start.resumed, runner.interrupted

@@ -26,11 +26,11 @@ Rules (ADR 0003):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from servo.engine import schema as s
-from servo.engine.schema import AttemptRow, DepRow, TaskRow, TimerRow
+from servo.engine.schema import AttemptRow, DepRow, RunRow, TaskRow, TimerRow
 from servo.engine.vocabulary import AbandonReason, TaskStatus, TimerKind
 
 #: Redeliveries of attempts whose worker was lost, before the loss counts as failure.
@@ -228,3 +228,36 @@ def apply_task_state(task: TaskRow, state: TaskState) -> bool:
             setattr(task, name, value)
             changed = True
     return changed
+
+
+def summarize_run(run: RunRow, counts: Mapping[str, int], tasks: Sequence[TaskRow]) -> bool:
+    """Set the run's status, counts and completion from its tasks; True if changed.
+
+    A run ends when every task is terminal: CANCELLED if a cancel was requested and a
+    task was cancelled, else FAILED if any task failed or was skipped, else SUCCEEDED;
+    it completed when its last task finished.
+    """
+    terminal = sum(counts.get(st, 0) for st in s.TERMINAL_TASK_STATUSES)
+    completed_at: int | None = None
+    if terminal < len(tasks):
+        status = s.RUN_RUNNING
+    else:
+        if run.cancel_requested_at is not None and counts.get(s.CANCELLED, 0):
+            status = s.RUN_CANCELLED
+        elif counts.get(s.FAILED, 0) or counts.get(s.SKIPPED, 0):
+            status = s.RUN_FAILED
+        else:
+            status = s.RUN_SUCCEEDED
+        completed_at = max(
+            (t.finished_at for t in tasks if t.finished_at is not None),
+            default=run.requested_at,
+        )
+    new = (status, len(tasks), counts.get(s.SUCCEEDED, 0), counts.get(s.FAILED, 0),
+           counts.get(s.SKIPPED, 0), counts.get(s.CANCELLED, 0), completed_at)  # fmt: skip
+    old = (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
+           run.n_cancelled, run.completed_at)  # fmt: skip
+    if new == old:
+        return False
+    (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
+     run.n_cancelled, run.completed_at) = new  # fmt: skip
+    return True

@@ -35,6 +35,7 @@ from servo.engine.derive import (
     apply_task_state,
     current_attempts,
     derive_task,
+    summarize_run,
 )
 from servo.engine.ids import cloud_task_id, dispatch_id, timer_task_id
 from servo.engine.schema import AttemptRow, DepRow, OutboxRow, RunRow, TaskRow, TimerRow
@@ -131,6 +132,14 @@ class EngineState:
     def attempts_of(self, run_id: str, task_key: str) -> list[AttemptRow]:
         """The task's attempt rows (stale ones included), in no particular order."""
         return list(self._attempts_of.get((run_id, task_key), ()))
+
+    def current_attempt(self, task: TaskRow) -> AttemptRow | None:
+        """The attempt row of the task's current attempt, or None."""
+        if task.attempt_id is None:
+            return None
+        key = (task.run_id, task.task_key, task.attempt, task.attempt_id)
+        row: AttemptRow | None = self.tables["attempts"].get(key)
+        return row
 
     def deps_of(self, run_id: str, task_key: str) -> list[DepRow]:
         """The task's edges, in plan order."""
@@ -476,27 +485,5 @@ class EngineState:
         run = self.tables["runs"].get((run_id,))
         if run is None or not run.request_event_id:
             return
-        counts = self._status_counts[run_id]
-        tasks = self._tasks_of_run[run_id]
-        terminal = sum(counts[st] for st in s.TERMINAL_TASK_STATUSES)
-        if terminal < len(tasks):
-            status, completed_at = s.RUN_RUNNING, None
-        else:
-            if run.cancel_requested_at is not None and counts[s.CANCELLED]:
-                status = s.RUN_CANCELLED
-            elif counts[s.FAILED] or counts[s.SKIPPED]:
-                status = s.RUN_FAILED
-            else:
-                status = s.RUN_SUCCEEDED
-            completed_at = max(
-                (t.finished_at for t in tasks if t.finished_at is not None),
-                default=run.requested_at,
-            )
-        new = (status, len(tasks), counts[s.SUCCEEDED], counts[s.FAILED], counts[s.SKIPPED],
-               counts[s.CANCELLED], completed_at)  # fmt: skip
-        old = (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
-               run.n_cancelled, run.completed_at)  # fmt: skip
-        if new != old:
-            (run.status, run.n_tasks, run.n_succeeded, run.n_failed, run.n_skipped,
-             run.n_cancelled, run.completed_at) = new  # fmt: skip
+        if summarize_run(run, self._status_counts[run_id], self._tasks_of_run[run_id]):
             self._touch("runs", (run_id,))

@@ -88,6 +88,7 @@ class EmbeddedRunner:
         options: how it runs.
         clock: now, in epoch µs (a manual clock in tests).
         new_id: fresh run, attempt and event ids.
+        monotonic: seconds for intervals (sweeps, publishes, a stop's grace period).
         pool: a pool to use instead of the local one `options` describe; it reports
             to `inbox`.
     """
@@ -100,6 +101,7 @@ class EmbeddedRunner:
         *,
         clock: Callable[[], int] = now_us,
         new_id: Callable[[], str] = new_ulid,
+        monotonic: Callable[[], float] = time.monotonic,
         pool: Pool | None = None,
     ) -> None:
         self.options = options = options or RunnerOptions()
@@ -112,6 +114,7 @@ class EmbeddedRunner:
         self._defs = defs
         self._clock = clock
         self._new_id = new_id
+        self._monotonic = monotonic
         tenant, workspace = options.tenant_id, options.workspace_id
         self.compactor = Compactor(
             store, tenant, workspace, clock=clock, max_l0_files=options.max_l0_files
@@ -130,7 +133,7 @@ class EmbeddedRunner:
             timers=TimerSettings(int(options.heartbeat_timeout_s * 1_000_000)),
             sweep_settings=options.sweep,
         )
-        self._publishing = Publishing(options.publish_interval_s)
+        self._publishing = Publishing(options.publish_interval_s, monotonic=monotonic)
         self._recovered = False
         self._last_sweep = 0.0
         self._last_scan = 0.0
@@ -211,7 +214,7 @@ class EmbeddedRunner:
         Safe from a signal handler or any thread (it stores a deadline and wakes the
         loop). A later call may shorten the deadline (`request_stop(0)`), not extend it.
         """
-        deadline = time.monotonic() + max(0.0, grace_s)
+        deadline = self._monotonic() + max(0.0, grace_s)
         current = self._stop_deadline
         if current is None or deadline < current:
             self._stop_deadline = deadline
@@ -378,7 +381,7 @@ class EmbeddedRunner:
         here any more or the grace period has passed."""
         deadline = self._stop_deadline
         assert deadline is not None
-        if self._pump.held and time.monotonic() < deadline:
+        if self._pump.held and self._monotonic() < deadline:
             return False
         self.publish()
         self._interrupted = True
@@ -393,18 +396,18 @@ class EmbeddedRunner:
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self._clock()) / 1_000_000))
         if self._stop_deadline is not None:
-            timeout = min(timeout, max(0.0, self._stop_deadline - time.monotonic()))
+            timeout = min(timeout, max(0.0, self._stop_deadline - self._monotonic()))
         return max(timeout, 0.0005)
 
     def _sweep_due(self) -> bool:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._last_sweep < self.options.sweep_interval_s:
             return False
         self._last_sweep = now
         return True
 
     def _scan_due(self) -> bool:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._last_scan < self.options.ledger_scan_interval_s:
             return False
         self._last_scan = now
@@ -416,7 +419,7 @@ class EmbeddedRunner:
         if self._recovered:
             return
         self._recovered = True
-        self._last_scan = time.monotonic()
+        self._last_scan = self._monotonic()
         events, paths = recovery.unfolded(self._store, self.compactor)
         if events or paths:
             self.compactor.fold(events, paths=paths)

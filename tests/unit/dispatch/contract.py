@@ -13,6 +13,7 @@ The contract:
 - the same `cloud_task_id` enqueued again is ALREADY_EXISTS (success), and the asset
   does not run again;
 - distinct requests all run;
+- `stop` of an attempt it does not run is False, and changes nothing;
 - `close` returns, and releases what the dispatcher holds.
 """
 
@@ -27,7 +28,7 @@ from typing import Protocol
 
 import pytest
 
-from servo.dispatch.base import EnqueueOutcome
+from servo.dispatch.base import Dispatcher, EnqueueOutcome
 from servo.engine import events as ev
 from servo.engine.request import TaskRequest
 from servo.worker.runtime import TaskReport
@@ -166,6 +167,14 @@ class DispatcherContract:
             "A-one-1", "A-three-1", "A-two-1"
         ]  # fmt: skip
         assert sorted(self.ran(harness)) == ["one", "three", "two"]
+
+    def test_stopping_an_attempt_it_does_not_run_is_false(self, harness: Harness) -> None:
+        dispatcher: Dispatcher = harness.dispatcher  # type: ignore[assignment]
+        assert dispatcher.stop("A-none-1", "cancelled") is False
+        assert _enqueue(harness)(request("one")) == EnqueueOutcome.CREATED
+        harness.settle(1, self.TIMEOUT_S)
+        assert dispatcher.stop("A-one-1", "cancelled") is False, "it ended already"
+        assert self.ran(harness) == ["one"]
 
     def test_close_returns(self, harness: Harness) -> None:
         started = time.monotonic()
