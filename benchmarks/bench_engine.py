@@ -50,6 +50,12 @@ def event_stream(count: int, prefix: str = "r") -> list[ev.Event]:
     return out[:count]
 
 
+def _compact(compactor: Compactor, events: list[ev.Event]) -> None:
+    """Fold and publish, as the runner does after a step when a publish is due."""
+    compactor.fold(events)
+    compactor.publish()
+
+
 def batches(events: list[ev.Event], size: int) -> Iterator[list[ev.Event]]:
     for start in range(0, len(events), size):
         yield events[start : start + size]
@@ -60,7 +66,7 @@ def throughput(root: Path, events: list[ev.Event], size: int, fsync: bool) -> fl
     compactor = Compactor(LocalObjectStore(root, fsync=fsync), TENANT, WORKSPACE)
     started = time.perf_counter()
     for batch in batches(events, size):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     elapsed = time.perf_counter() - started
     rate = len(events) / elapsed
     verdict = ""
@@ -77,12 +83,10 @@ def one_event_latency(root: Path, fsync: bool, label: str = "") -> Timing:
     """Median latency of compacting (and publishing) one event on a warm projection."""
     compactor = Compactor(LocalObjectStore(root, fsync=fsync), TENANT, WORKSPACE)
     for batch in batches(event_stream(20_000, "warm"), 10_000):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     singles = iter(event_stream(2_000, "single"))
     name = "one-event compaction" + label + (" fsync" if fsync else "")
-    return measure(
-        name, lambda: compactor.compact_events([next(singles)]), repeat=1_000, target=0.005
-    )
+    return measure(name, lambda: _compact(compactor, [next(singles)]), repeat=1_000, target=0.005)
 
 
 def file_create(root: Path, label: str) -> Timing:
@@ -103,7 +107,7 @@ def snapshot_loads(root: Path) -> None:
     runs = 100_000 // TASKS_PER_RUN
     events = event_stream(runs * (1 + 4 * TASKS_PER_RUN), "big")
     for batch in batches(events, 50_000):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     compactor.rebuild_events(events)  # one base file per table, no deltas
     reader = SnapshotReader(store, TENANT, WORKSPACE)
     assert reader.load().table("tasks").num_rows == 100_000
@@ -144,7 +148,7 @@ def profile_batches(root: Path, events: list[ev.Event]) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for batch in batches(events, 10_000):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
