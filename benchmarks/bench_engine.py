@@ -1,7 +1,8 @@
 """Engine benchmarks: fold + publish throughput, one-event latency, snapshot loads.
 
 Run with ``python -m benchmarks.bench_engine`` (``--profile`` adds a cProfile of the
-10,000-event batches). Everything runs on `LocalObjectStore` in a temporary folder.
+10,000-event batches; ``SERVO_BENCH_QUICK=1`` skips the slowest measures). Everything
+runs on `LocalObjectStore` in a temporary folder.
 
 Targets: >= 50,000 events/s in batches of 10,000; one-event compaction including the
 manifest publish <= 5 ms on local disk; loading a 100,000-task projection <= 50 ms
@@ -14,6 +15,7 @@ DispatchRequested, DispatchEnqueued, TaskStarted and TaskFinished (41 events a r
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -29,6 +31,9 @@ from servo.engine.snapshot import SnapshotReader
 from servo.storage.local import LocalObjectStore
 from servo.testing.lifecycles import lifecycle
 
+#: Set by ``benchmarks.compare --quick``: skip the slowest measures (fsync throughput,
+#: batches of 100); the names of the measures that run do not change.
+QUICK = os.environ.get("SERVO_BENCH_QUICK") == "1"
 TENANT = "bench"
 WORKSPACE = "main"
 TASKS_PER_RUN = 10
@@ -159,11 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     events = event_stream(100_000)
     with tempfile.TemporaryDirectory(prefix="servo-bench-") as tmp:
         root = Path(tmp)
-        for fsync in (False, True):
-            for size in (10_000, 100):
+        syncs = (False,) if QUICK else (False, True)
+        for fsync in syncs:
+            for size in (10_000,) if QUICK else (10_000, 100):
                 throughput(root / f"tp-{size}-{fsync}", events, size, fsync)
             throughput(root / f"tp-1-{fsync}", events[:2_000], 1, fsync)
-        for fsync in (False, True):
+        for fsync in syncs:
             one_event_latency(root / f"one-{fsync}", fsync)
         file_create(root / "create", "")
         shm = Path("/dev/shm")
