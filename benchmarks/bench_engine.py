@@ -1,7 +1,8 @@
 """Engine benchmarks: fold + publish throughput, one-event latency, snapshot loads.
 
 Run with ``python -m benchmarks.bench_engine`` (``--profile`` adds a cProfile of the
-10,000-event batches). Everything runs on `LocalObjectStore` in a temporary folder.
+10,000-event batches; ``SERVO_BENCH_QUICK=1`` skips the slowest measures). Everything
+runs on `LocalObjectStore` in a temporary folder.
 
 Targets: >= 50,000 events/s in batches of 10,000; one-event compaction including the
 manifest publish <= 5 ms on local disk; loading a 100,000-task projection <= 50 ms
@@ -14,6 +15,7 @@ DispatchRequested, DispatchEnqueued, TaskStarted and TaskFinished (41 events a r
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -29,6 +31,9 @@ from servo.engine.snapshot import SnapshotReader
 from servo.storage.local import LocalObjectStore
 from servo.testing.lifecycles import lifecycle
 
+#: Set by ``benchmarks.compare --quick``: skip the slowest measures (fsync throughput,
+#: batches of 100); the names of the measures that run do not change.
+QUICK = os.environ.get("SERVO_BENCH_QUICK") == "1"
 TENANT = "bench"
 WORKSPACE = "main"
 TASKS_PER_RUN = 10
@@ -50,6 +55,12 @@ def event_stream(count: int, prefix: str = "r") -> list[ev.Event]:
     return out[:count]
 
 
+def _compact(compactor: Compactor, events: list[ev.Event]) -> None:
+    """Fold and publish, as the runner does after a step when a publish is due."""
+    compactor.fold(events)
+    compactor.publish()
+
+
 def batches(events: list[ev.Event], size: int) -> Iterator[list[ev.Event]]:
     for start in range(0, len(events), size):
         yield events[start : start + size]
@@ -60,7 +71,7 @@ def throughput(root: Path, events: list[ev.Event], size: int, fsync: bool) -> fl
     compactor = Compactor(LocalObjectStore(root, fsync=fsync), TENANT, WORKSPACE)
     started = time.perf_counter()
     for batch in batches(events, size):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     elapsed = time.perf_counter() - started
     rate = len(events) / elapsed
     verdict = ""
@@ -77,12 +88,10 @@ def one_event_latency(root: Path, fsync: bool, label: str = "") -> Timing:
     """Median latency of compacting (and publishing) one event on a warm projection."""
     compactor = Compactor(LocalObjectStore(root, fsync=fsync), TENANT, WORKSPACE)
     for batch in batches(event_stream(20_000, "warm"), 10_000):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     singles = iter(event_stream(2_000, "single"))
     name = "one-event compaction" + label + (" fsync" if fsync else "")
-    return measure(
-        name, lambda: compactor.compact_events([next(singles)]), repeat=1_000, target=0.005
-    )
+    return measure(name, lambda: _compact(compactor, [next(singles)]), repeat=1_000, target=0.005)
 
 
 def file_create(root: Path, label: str) -> Timing:
@@ -103,7 +112,7 @@ def snapshot_loads(root: Path) -> None:
     runs = 100_000 // TASKS_PER_RUN
     events = event_stream(runs * (1 + 4 * TASKS_PER_RUN), "big")
     for batch in batches(events, 50_000):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     compactor.rebuild_events(events)  # one base file per table, no deltas
     reader = SnapshotReader(store, TENANT, WORKSPACE)
     assert reader.load().table("tasks").num_rows == 100_000
@@ -144,7 +153,7 @@ def profile_batches(root: Path, events: list[ev.Event]) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for batch in batches(events, 10_000):
-        compactor.compact_events(batch)
+        _compact(compactor, batch)
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
@@ -155,11 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     events = event_stream(100_000)
     with tempfile.TemporaryDirectory(prefix="servo-bench-") as tmp:
         root = Path(tmp)
-        for fsync in (False, True):
-            for size in (10_000, 100):
+        syncs = (False,) if QUICK else (False, True)
+        for fsync in syncs:
+            for size in (10_000,) if QUICK else (10_000, 100):
                 throughput(root / f"tp-{size}-{fsync}", events, size, fsync)
             throughput(root / f"tp-1-{fsync}", events[:2_000], 1, fsync)
-        for fsync in (False, True):
+        for fsync in syncs:
             one_event_latency(root / f"one-{fsync}", fsync)
         file_create(root / "create", "")
         shm = Path("/dev/shm")

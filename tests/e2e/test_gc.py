@@ -16,6 +16,7 @@ from servo.engine.ledger import LedgerWriter
 from servo.errors import ValueRemovedError
 from servo.sdk.io import read_value
 from servo.storage.local import LocalObjectStore
+from tests.compaction import compact_paths
 
 from ._cli import QUICKSTART, run
 from ._homes import copy_home, materialized
@@ -122,8 +123,10 @@ def test_an_unfinished_run_keeps_its_values(base: tuple[Path, list[str]], tmp_pa
         run_id="01UNFINISHED0000000000000",
         emitted_at=1,  # the oldest run of all
     )
-    Compactor(store, "default", "default").compact(
-        [LedgerWriter(store, "default", "default").append([request])]
+    compact_paths(
+        Compactor(store, "default", "default"),
+        store,
+        [LedgerWriter(store, "default", "default").append([request])],
     )
     store.put_if_absent("outputs/raw_orders/__all__/01UNFINISHED0000000000000.json", b"[1]")
     payload = gc(home, "--keep-runs", "0")

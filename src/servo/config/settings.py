@@ -100,8 +100,6 @@ class EngineSettings(_Section):
 
     #: Merge L0 delta files into a new base once this many pile up.
     max_l0_files: int = Field(default=16, gt=0)
-    #: Most events folded by one compaction.
-    max_batch_events: int = Field(default=10_000, gt=0)
 
 
 class Settings(_Section):

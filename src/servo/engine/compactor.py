@@ -30,8 +30,9 @@ Invariants (SPEC §4; design in docs/adr/0004-manifest-cas-and-compaction.md):
 
 `fold` applies events to the in-memory `EngineState` (the embedded runner may read it,
 ahead of the projections) and remembers them with the rows they changed; `publish`
-writes those rows and publishes; `compact_events` does both. Between calls nothing is
-read before folding (the fast path). A lost race or any error drops the state; the
+writes those rows and publishes. There is no verb doing both: the runner folds every
+step and publishes on an interval. Between calls nothing is read before folding (the
+fast path). A lost race or any error drops the state; the
 next call reloads the latest snapshot and re-folds the unpublished events.
 """
 
@@ -172,11 +173,6 @@ class Compactor:
         with self._lock:
             return self._work.state()
 
-    @property
-    def pending_events(self) -> int:
-        """Events folded since the last publish."""
-        return len(self._work.events)
-
     def snapshot(self) -> Snapshot:
         """A snapshot of what this compactor last published, without re-reading files.
 
@@ -256,38 +252,6 @@ class Compactor:
         """
         taken = self._clock() if taken_at is None else taken_at
         return self._timed(lambda: self._with_retries(lambda c: self._publish_pending(taken, c)))
-
-    def compact(self, paths: Sequence[str], *, taken_at: int | None = None) -> CompactionResult:
-        """Fold the events of the ledger objects `paths` and publish the next generation.
-
-        Args:
-            paths: ledger paths (as notified by writers).
-            taken_at: when the paths were taken from the inbox (epoch µs); now if None.
-
-        Raises:
-            ObjectNotFoundError, EventDecodeError: a path cannot be read as events.
-            ManifestConflictError: lost the race more than `max_conflict_retries` times.
-        """
-        taken = self._clock() if taken_at is None else taken_at
-        return self.compact_events(self._read(paths), taken_at=taken, paths=paths)
-
-    def compact_events(
-        self,
-        events: Iterable[Event],
-        *,
-        taken_at: int | None = None,
-        paths: Sequence[str] = (),
-    ) -> CompactionResult:
-        """`fold` then `publish`, for events the caller already holds (the events of
-        the ledger objects `paths`, if given)."""
-        batch = list(events)
-        taken = self._clock() if taken_at is None else taken_at
-
-        def run() -> CompactionResult:
-            self.fold(batch, paths=paths)
-            return self._with_retries(lambda c: self._publish_pending(taken, c))
-
-        return self._timed(run)
 
     def rebuild(self, paths: Sequence[str], *, taken_at: int | None = None) -> CompactionResult:
         """Fold the events of `paths` from scratch and publish them as new base files.

@@ -52,6 +52,16 @@ def test_environment_file_is_layered_on_top(tmp_path: Path) -> None:
     assert (settings.log.level, settings.log.format) == ("INFO", "json")
 
 
+def test_env_named_in_the_file_selects_the_layered_file(tmp_path: Path) -> None:
+    base = write(tmp_path / "config.yaml", "env: staging\nlog:\n  level: INFO\n")
+    write(tmp_path / "config.staging.yaml", "log:\n  level: DEBUG\n")
+    write(tmp_path / "config.prod.yaml", "log:\n  level: ERROR\n")
+    settings = load_settings(config_file=base, environ={}, cwd=tmp_path)
+    assert (settings.env, settings.log.level) == ("staging", "DEBUG")
+    overridden = load_settings(config_file=base, environ={"SERVO_ENV": "prod"}, cwd=tmp_path)
+    assert (overridden.env, overridden.log.level) == ("prod", "ERROR")
+
+
 def test_zero_is_rejected_with_key_and_variable_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"SERVO_CB_POSTGRES_FAILURE_THRESHOLD": "0"}, cwd=tmp_path)

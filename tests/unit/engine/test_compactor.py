@@ -24,6 +24,7 @@ from servo.storage.base import ObjectStore
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+from tests.compaction import compact_events, compact_paths
 
 from .strategies import histories, shuffled_with_duplicates
 
@@ -40,7 +41,7 @@ def tables_bytes(store: ObjectStore) -> dict[str, bytes]:
 
 def one_batch(events: Sequence[ev.Event]) -> dict[str, bytes]:
     store = MemoryObjectStore()
-    Compactor(store, TENANT, WORKSPACE).compact_events(events)
+    compact_events(Compactor(store, TENANT, WORKSPACE), events)
     return tables_bytes(store)
 
 
@@ -49,7 +50,7 @@ def in_batches(events: Sequence[ev.Event], cuts: Sequence[int], **kw: int) -> di
     compactor = Compactor(store, TENANT, WORKSPACE, **kw)
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(events)}), len(events)]
     for start, end in itertools.pairwise(bounds):
-        compactor.compact_events(events[start:end])
+        compact_events(compactor, events[start:end])
     return tables_bytes(store)
 
 
@@ -72,7 +73,7 @@ def test_cas_conflict_detected_and_retried(tmp_path: Path) -> None:
         try:
             for batch in streams[name]:
                 barrier.wait(timeout=30)
-                result = compactor.compact_events(batch)
+                result = compact_events(compactor, batch)
                 results[name].append(result.generation)
                 conflicts[name] += result.conflicts
         except BaseException as exc:  # surfaced by the main thread
@@ -109,11 +110,11 @@ def test_cas_conflict_detected_and_retried(tmp_path: Path) -> None:
 def test_a_paused_compactor_is_fenced_and_catches_up() -> None:
     store = MemoryObjectStore()
     slow = Compactor(store, TENANT, WORKSPACE)
-    slow.compact_events(lifecycle("r1"))
+    compact_events(slow, lifecycle("r1"))
     fast = Compactor(store, TENANT, WORKSPACE)
-    fast.compact_events(lifecycle("r2"))  # generation 2, behind slow's back
+    compact_events(fast, lifecycle("r2"))  # generation 2, behind slow's back
 
-    result = slow.compact_events(lifecycle("r3"))
+    result = compact_events(slow, lifecycle("r3"))
 
     assert result.conflicts == 1 and result.generation == 3
     runs = {r.run_id for r in SnapshotReader(store, TENANT, WORKSPACE).load().runs()}
@@ -131,7 +132,7 @@ def test_conflict_retries_are_bounded() -> None:
         "servo_compaction_errors_total", {"error_type": "ManifestConflictError"}
     )
     with pytest.raises(ManifestConflictError):
-        compactor.compact_events(lifecycle("r1"))
+        compact_events(compactor, lifecycle("r1"))
     after = metrics.sample("servo_compaction_errors_total", {"error_type": "ManifestConflictError"})
     assert after - before == 1
 
@@ -143,22 +144,22 @@ def test_crash_between_files_and_publish_recovers(
     batches = [lifecycle(f"r{i}", 3, chain=True) for i in range(3)]
     store = MemoryObjectStore()
     compactor = Compactor(store, TENANT, WORKSPACE, max_l0_files=2)
-    compactor.compact_events(batches[0])
+    compact_events(compactor, batches[0])
 
     def die(manifest: Manifest) -> None:
         raise Crash
 
     monkeypatch.setattr(compactor, "_publish", die)
     with pytest.raises(Crash):
-        compactor.compact_events(batches[1])
+        compact_events(compactor, batches[1])
     monkeypatch.undo()
     manifests = ManifestStore(store, TENANT, WORKSPACE)
     assert manifests.latest_generation() == 1  # nothing published: the files are orphans
     orphans = set(store.list_prefix("projections/t1/w1/tables/"))
 
     survivor = Compactor(store, TENANT, WORKSPACE, max_l0_files=2) if restart else compactor
-    survivor.compact_events(batches[1])  # redelivered: the notification was never acked
-    survivor.compact_events(batches[2])
+    compact_events(survivor, batches[1])  # redelivered: the notification was never acked
+    compact_events(survivor, batches[2])
 
     assert tables_bytes(store) == in_batches([e for b in batches for e in b], [len(batches[0])])
     latest = manifests.latest()
@@ -174,7 +175,7 @@ def test_rebuild_equals_incremental() -> None:
     paths = [writer.append(lifecycle(f"r{i}", 4, chain=i % 2 == 0)) for i in range(6)]
     compactor = Compactor(store, TENANT, WORKSPACE, max_l0_files=3)
     for path in paths:
-        compactor.compact([path])
+        compact_paths(compactor, store, [path])
     incremental = tables_bytes(store)
 
     result = compactor.rebuild(paths)
@@ -188,7 +189,7 @@ def test_rebuild_equals_incremental() -> None:
     Compactor(fresh, TENANT, WORKSPACE).rebuild(paths)
     assert tables_bytes(fresh) == incremental
     # The compactor goes on from the rebuilt state.
-    compactor.compact_events(lifecycle("r9", 2))
+    compact_events(compactor, lifecycle("r9", 2))
     assert len(SnapshotReader(store, TENANT, WORKSPACE).load().runs()) == 7
 
 
@@ -214,7 +215,7 @@ def test_l0_deltas_are_merged_into_a_base() -> None:
     for i in range(7):
         batch = lifecycle(f"r{i}", 2)
         everything += batch
-        result = compactor.compact_events(batch)
+        result = compact_events(compactor, batch)
         runs = result.manifest.files_of("runs")
         assert len(runs.deltas) == (i + 1) % 3
         assert (runs.base is not None) == (i >= 2)
@@ -226,14 +227,14 @@ def test_watermark_is_monotonic_and_counts_are_kept() -> None:
     store = MemoryObjectStore()
     now = [5_000_000]
     compactor = Compactor(store, TENANT, WORKSPACE, clock=lambda: now[0])
-    first = compactor.compact_events(lifecycle("r1", start=1_000_000), taken_at=1_000_100)
+    first = compact_events(compactor, lifecycle("r1", start=1_000_000), taken_at=1_000_100)
     assert first.manifest.last_processed_at == 1_000_100
-    older = compactor.compact_events(lifecycle("r2", start=900_000), taken_at=900_050)
+    older = compact_events(compactor, lifecycle("r2", start=900_000), taken_at=900_050)
     assert older.manifest.last_processed_at == 1_000_100  # an older batch: kept
-    later = compactor.compact_events(lifecycle("r3", start=2_000_000), taken_at=3_000_000)
+    later = compact_events(compactor, lifecycle("r3", start=2_000_000), taken_at=3_000_000)
     newest = max(e.emitted_at for e in lifecycle("r3", start=2_000_000))
     assert later.manifest.last_processed_at == newest  # never past the newest event
-    assert compactor.compact_events([], taken_at=4_000_000).manifest.last_processed_at == newest
+    assert compact_events(compactor, [], taken_at=4_000_000).manifest.last_processed_at == newest
     assert later.manifest.events_folded == first.events + older.events + later.events
 
 
@@ -242,9 +243,9 @@ def test_a_watermark_set_by_a_clock_that_ran_ahead_comes_back() -> None:
     hour = 3_600_000_000
     ahead = Compactor(store, TENANT, WORKSPACE, clock=lambda: 10 * hour)
     events = lifecycle("r1", start=10 * hour - 1_000)
-    assert ahead.compact_events(events).manifest.last_processed_at > 9 * hour
+    assert compact_events(ahead, events).manifest.last_processed_at > 9 * hour
     right = Compactor(store, TENANT, WORKSPACE, clock=lambda: hour)
-    published = right.compact_events(lifecycle("r2", start=hour - 5_000)).manifest
+    published = compact_events(right, lifecycle("r2", start=hour - 5_000)).manifest
     assert published.last_processed_at <= hour
 
 
@@ -252,13 +253,13 @@ def test_nothing_new_publishes_nothing() -> None:
     store = MemoryObjectStore()
     compactor = Compactor(store, TENANT, WORKSPACE)
     batch = lifecycle("r1")
-    compactor.compact_events(batch, taken_at=10)
-    again = compactor.compact_events(batch, taken_at=10)  # a pure redelivery
+    compact_events(compactor, batch, taken_at=10)
+    again = compact_events(compactor, batch, taken_at=10)  # a pure redelivery
     assert not again.published and again.generation == 1
     assert not again.files_written
 
 
-def test_compact_reads_the_ledger_paths_it_is_given() -> None:
+def test_inbox_paths_folded_then_published_are_acknowledged() -> None:
     store = MemoryObjectStore()
     inbox = CompactionInbox()
     writer = LedgerWriter(store, TENANT, WORKSPACE, notify=inbox.put)
@@ -266,25 +267,26 @@ def test_compact_reads_the_ledger_paths_it_is_given() -> None:
         writer.append(lifecycle(f"r{i}"))
     compactor = Compactor(store, TENANT, WORKSPACE)
 
-    result = compactor.compact(inbox.drain(100), taken_at=42)
+    result = compact_paths(compactor, store, inbox.drain(100), taken_at=42)
 
     assert result.events == 3 * 13 and result.manifest.last_processed_at == 42
+    assert result.manifest.ledger_through == 3
     assert len(compactor.snapshot().runs()) == 3
 
 
 def test_errors_are_counted_and_leave_the_projections_untouched() -> None:
     store = MemoryObjectStore()
     compactor = Compactor(store, TENANT, WORKSPACE)
-    compactor.compact_events(lifecycle("r1"))
+    compact_events(compactor, lifecycle("r1"))
     before = metrics.sample("servo_compaction_errors_total", {"error_type": "ObjectNotFoundError"})
     with pytest.raises(ObjectNotFoundError):
-        compactor.compact(["ledger/t1/w1/batches/missing.json"])
+        compactor.rebuild(["ledger/t1/w1/batches/missing.json"])
     after = metrics.sample("servo_compaction_errors_total", {"error_type": "ObjectNotFoundError"})
     assert after - before == 1
     with pytest.raises(EngineError, match="belongs to"):
-        compactor.compact_events(lifecycle("r2", tenant="other"))
+        compact_events(compactor, lifecycle("r2", tenant="other"))
     assert ManifestStore(store, TENANT, WORKSPACE).latest_generation() == 1
-    compactor.compact_events(lifecycle("r3"))
+    compact_events(compactor, lifecycle("r3"))
     assert {r.run_id for r in compactor.snapshot().runs()} == {"r1", "r3"}
 
 
@@ -294,14 +296,14 @@ def test_fold_then_publish_once() -> None:
     batches = [lifecycle(f"r{i}", 3, chain=True) for i in range(4)]
     for batch in batches:
         compactor.fold(batch)
-    assert compactor.pending_events == sum(len(b) for b in batches)
     assert compactor.state.run("r3") is not None  # ahead of the projections
     assert compactor.snapshot().generation == 0
 
     result = compactor.publish(taken_at=7)
 
     assert result.generation == 1 and result.events == compactor.manifest.events_folded  # type: ignore[union-attr]
-    assert compactor.pending_events == 0
+    assert result.events == sum(len(b) for b in batches)  # every folded event was pending
+    assert not compactor.publish(taken_at=7).published  # nothing was left pending
     assert tables_bytes(store) == one_batch([e for b in batches for e in b])
 
 
@@ -314,7 +316,7 @@ def test_pending_events_survive_a_lost_race_and_a_failed_publish(
     for batch in mine:
         compactor.fold(batch)
     rival = lifecycle("x1")
-    Compactor(store, TENANT, WORKSPACE).compact_events(rival)
+    compact_events(Compactor(store, TENANT, WORKSPACE), rival)
 
     def die(manifest: Manifest) -> None:
         raise Crash

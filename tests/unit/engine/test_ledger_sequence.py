@@ -25,6 +25,7 @@ from servo.errors import TransientStorageError
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+from tests.compaction import compact_paths
 
 PREFIX = ledger_prefix(TENANT, WORKSPACE)
 
@@ -99,7 +100,7 @@ def test_recovery_probes_from_the_manifest_and_skips_acknowledged_batches() -> N
     writer = LedgerWriter(store, TENANT, WORKSPACE)
     paths = [writer.append(lifecycle(f"r{i}", 1)) for i in range(6)]
     compactor = Compactor(store, TENANT, WORKSPACE)
-    compactor.compact(paths[:3])
+    compact_paths(compactor, store, paths[:3])
     assert compactor.manifest is not None and compactor.manifest.ledger_through == 3
     assert unfolded_batches(store, PREFIX, 3) == paths[3:]
     compactor.fold(LedgerReader(store).read(paths[4]), paths=[paths[4]])
@@ -115,11 +116,11 @@ def test_a_gap_in_acknowledgements_holds_the_manifest_back_until_filled() -> Non
     writer = LedgerWriter(store, TENANT, WORKSPACE)
     paths = [writer.append(lifecycle(f"r{i}", 1)) for i in range(3)]
     compactor = Compactor(store, TENANT, WORKSPACE)
-    compactor.compact([paths[0], paths[2]])
+    compact_paths(compactor, store, [paths[0], paths[2]])
     assert compactor.manifest is not None and compactor.manifest.ledger_through == 1
     restarted = Compactor(store, TENANT, WORKSPACE)
     assert restarted.unfolded_paths() == paths[1:]  # batch 3 is read again: harmless
-    restarted.compact(restarted.unfolded_paths())
+    compact_paths(restarted, store, restarted.unfolded_paths())
     assert restarted.manifest is not None and restarted.manifest.ledger_through == 3
 
 

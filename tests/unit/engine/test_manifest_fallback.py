@@ -11,6 +11,7 @@ from servo.observability import metrics
 from servo.storage.base import StoredObject
 from servo.storage.memory import MemoryObjectStore
 from servo.testing.lifecycles import lifecycle
+from tests.compaction import compact_events
 
 
 def manifest(generation: int, **kw: object) -> Manifest:
@@ -106,12 +107,12 @@ def test_the_compactor_goes_on_after_a_torn_newest_manifest() -> None:
     """Before: every compaction raised, or tried generation 3 forever."""
     store = MemoryObjectStore()
     compactor = Compactor(store, "t1", "w1")
-    compactor.compact_events(lifecycle("r1", 2))
-    compactor.compact_events(lifecycle("r2", 2))
+    compact_events(compactor, lifecycle("r1", 2))
+    compact_events(compactor, lifecycle("r2", 2))
     tear(store, compactor.manifests.path(2))
 
     again = Compactor(store, "t1", "w1")
-    result = again.compact_events(lifecycle("r3", 2))
+    result = compact_events(again, lifecycle("r3", 2))
 
     assert result.generation == 3
     runs = {r.run_id for r in again.state.rows("runs")}

@@ -15,6 +15,7 @@ from servo.engine.replay import compare, replay_and_compare, replay_ledger, run_
 from servo.engine.snapshot import SnapshotReader
 from servo.errors import CorruptObjectError
 from servo.storage.memory import MemoryObjectStore
+from tests.compaction import compact_paths
 
 from .strategies import TENANT, WORKSPACE, histories, shuffled_with_duplicates
 
@@ -29,7 +30,7 @@ def write_and_compact(
     paths = []
     for start, end in itertools.pairwise(bounds):
         path = writer.append(events[start:end])
-        compactor.compact([path])
+        compact_paths(compactor, store, [path])
         paths.append(path)
     return paths
 

@@ -15,6 +15,7 @@ from servo.errors import EngineError
 from servo.storage.base import StoredObject
 from servo.storage.memory import MemoryObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+from tests.compaction import compact_events
 
 
 class CountingStore(MemoryObjectStore):
@@ -55,7 +56,7 @@ def a_busy_workspace() -> list[ev.Event]:
 def test_query_helpers() -> None:
     store = MemoryObjectStore()
     compactor = Compactor(store, TENANT, WORKSPACE)
-    compactor.compact_events(a_busy_workspace())
+    compact_events(compactor, a_busy_workspace())
     snap = SnapshotReader(store, TENANT, WORKSPACE).load()
 
     assert snap.generation == 1
@@ -89,7 +90,7 @@ def test_the_compactors_snapshot_reads_no_file() -> None:
     store = CountingStore()
     compactor = Compactor(store, TENANT, WORKSPACE, max_l0_files=3)
     for i in range(5):
-        compactor.compact_events(lifecycle(f"r{i}"))
+        compact_events(compactor, lifecycle(f"r{i}"))
         snap = compactor.snapshot()
         assert snap.generation == i + 1
         assert len(snap.runs()) == i + 1
@@ -101,10 +102,10 @@ def test_the_compactors_snapshot_reads_no_file() -> None:
 def test_unchanged_tables_are_shared_between_snapshots() -> None:
     store = MemoryObjectStore()
     compactor = Compactor(store, TENANT, WORKSPACE)
-    compactor.compact_events(a_busy_workspace())
+    compact_events(compactor, a_busy_workspace())
     first = compactor.snapshot()
     timers = first.table("timers")
-    compactor.compact_events([event(ev.TaskStarted(worker_id="w"), "r2", 40, "t0", 1, "A0")])
+    compact_events(compactor, [event(ev.TaskStarted(worker_id="w"), "r2", 40, "t0", 1, "A0")])
     second = compactor.snapshot()
     assert second.files_of("timers") == first.files_of("timers")
     assert second.table("timers") is timers  # a dict lookup, no merge
@@ -117,7 +118,7 @@ def test_incremental_merges_equal_cold_loads() -> None:
     warm: list[dict[str, bytes]] = []
     manifests = []
     for i in range(6):
-        compactor.compact_events(lifecycle(f"r{i}", 2, chain=True))
+        compact_events(compactor, lifecycle(f"r{i}", 2, chain=True))
         snap = compactor.snapshot()
         manifests.append(snap.manifest)
         warm.append({s.name: canonical_bytes(s, snap.table(s.name)) for s in TABLES})
@@ -130,13 +131,13 @@ def test_incremental_merges_equal_cold_loads() -> None:
 
 def test_snapshot_carries_the_watermark() -> None:
     store = MemoryObjectStore()
-    Compactor(store, TENANT, WORKSPACE).compact_events(lifecycle("r1"), taken_at=1234)
+    compact_events(Compactor(store, TENANT, WORKSPACE), lifecycle("r1"), taken_at=1234)
     assert SnapshotReader(store, TENANT, WORKSPACE).load().last_processed_at == 1234
 
 
 def test_a_reader_refuses_a_manifest_of_another_workspace() -> None:
     store = MemoryObjectStore()
     compactor = Compactor(store, TENANT, WORKSPACE)
-    compactor.compact_events(lifecycle("r1"))
+    compact_events(compactor, lifecycle("r1"))
     with pytest.raises(EngineError, match="given to the reader"):
         SnapshotReader(store, TENANT, "other").load(compactor.manifest)

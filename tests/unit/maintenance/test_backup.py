@@ -20,6 +20,7 @@ from servo.storage.base import ObjectStore, StoredObject
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+from tests.compaction import compact_paths
 
 SCOPE = (TENANT, WORKSPACE)
 
@@ -47,7 +48,9 @@ def publish_runs(store: ObjectStore, first: int, count: int) -> None:
     writer = LedgerWriter(store, TENANT, WORKSPACE)
     compactor = Compactor(store, TENANT, WORKSPACE)
     for i in range(first, first + count):
-        compactor.compact([writer.append(lifecycle(f"r{i}", 2, start=1_000_000 * (i + 1)))])
+        compact_paths(
+            compactor, store, [writer.append(lifecycle(f"r{i}", 2, start=1_000_000 * (i + 1)))]
+        )
         store.put_if_absent(f"outputs/a/__all__/r{i}.json", b"1")
 
 

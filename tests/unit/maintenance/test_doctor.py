@@ -13,6 +13,7 @@ from servo.maintenance.doctor import FindingKind, diagnose_home
 from servo.maintenance.repair import repair_home
 from servo.storage.local import LocalObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+from tests.compaction import compact_paths
 
 
 def build(home: Path) -> tuple[Settings, LocalObjectStore]:
@@ -20,7 +21,9 @@ def build(home: Path) -> tuple[Settings, LocalObjectStore]:
     writer = LedgerWriter(store, TENANT, WORKSPACE)
     compactor = Compactor(store, TENANT, WORKSPACE)
     for i in range(3):
-        compactor.compact([writer.append(lifecycle(f"r{i}", 2, start=1_000_000 * (i + 1)))])
+        compact_paths(
+            compactor, store, [writer.append(lifecycle(f"r{i}", 2, start=1_000_000 * (i + 1)))]
+        )
     return Settings(home=home), store
 
 

@@ -14,6 +14,7 @@ from servo.maintenance.gc import KeptBecause, Retention, collect, plan_gc
 from servo.sdk.io import output_path, read_value
 from servo.storage.gc_records import removal_of
 from servo.storage.memory import MemoryObjectStore
+from tests.compaction import compact_events
 
 T, W = "t1", "w1"
 DAY_US = 86_400 * 1_000_000
@@ -55,7 +56,7 @@ def materialize(store: MemoryObjectStore, run_id: str, at: int, *, finish: bool 
                 emitted_at=at + i,
             )
         )
-    Compactor(store, T, W).compact_events(events)
+    compact_events(Compactor(store, T, W), events)
     return location
 
 

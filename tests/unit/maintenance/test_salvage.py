@@ -13,6 +13,7 @@ from servo.maintenance.salvage import salvage_scope
 from servo.storage import _files
 from servo.storage.local import LocalObjectStore
 from servo.testing.lifecycles import TENANT, WORKSPACE, lifecycle
+from tests.compaction import compact_paths
 
 
 def home(tmp_path: Path) -> tuple[LocalObjectStore, list[str]]:
@@ -20,7 +21,7 @@ def home(tmp_path: Path) -> tuple[LocalObjectStore, list[str]]:
     store = LocalObjectStore(tmp_path, fsync=False)
     writer = LedgerWriter(store, TENANT, WORKSPACE)
     paths = [writer.append(lifecycle(run_id, 2)) for run_id in ("r1", "r2")]
-    Compactor(store, TENANT, WORKSPACE).compact(paths)
+    compact_paths(Compactor(store, TENANT, WORKSPACE), store, paths)
     return store, paths
 
 
