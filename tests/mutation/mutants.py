@@ -159,8 +159,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "now-in-retry-timer-id",
         "the retry timer's id carries the controller's 'now'",
         TIMERS,
-        'tid = timer_id(*ids, "retry")',
-        'tid = timer_id(*ids, f"retry.{now}")',
+        "tid = timer_id(*ids, TimerKind.RETRY)",
+        'tid = timer_id(*ids, f"{TimerKind.RETRY}.{now}")',
         TIMER_TESTS,
     ),
     # 7. Only SUCCESS edges count as satisfied.
@@ -244,6 +244,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "if n < before and _abandoned(winners[n], _UNSEEN_REASONS)",
         "if n < before",
         (
+            "tests/unit/engine/test_reusable_results.py",
             "tests/unit/worker/test_result_reuse_properties.py",
             "tests/unit/worker/test_runtime_stop.py",
             "tests/unit/runner/test_timeout_results.py",
@@ -265,6 +266,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):",
         "for attempt_id in (request.attempt_id,):",
         (
+            "tests/unit/engine/test_reusable_results.py",
             "tests/unit/worker/test_result_reuse_properties.py",
             "tests/unit/worker/test_runtime_stop.py",
             "tests/unit/runner/test_timeout_results.py",
