@@ -2,7 +2,9 @@
 
 A change must not make the benchmarks slower, and two separate runs on a shared
 machine differ by more than the 10 % that matters. So both sides run in one
-session, interleaved (base, head, base, head, ...), each benchmark in a fresh
+session, interleaved, each side first in every other round (base, head, head,
+base, ...: what one side leaves for the file system to finish, such as deleted
+files being discarded, must not always fall on the same side), each benchmark in a fresh
 process with its own tree on ``PYTHONPATH`` and as working directory: each side runs
 its own code and its own benchmark files. The base revision (and the head, unless it
 is the working tree) is checked out into a temporary ``git worktree``, removed at the
@@ -269,7 +271,8 @@ def compare(args: argparse.Namespace) -> list[Row]:
                 bench_env = dict(env)
                 if args.quick and all(_supports_quick(t, bench) for t in (base, head)):
                     bench_env[QUICK_ENV] = "1"
-                for side, tree in (("base", base), ("head", head)):
+                sides = (("base", base), ("head", head))
+                for side, tree in sides if round_ % 2 else sides[::-1]:
                     started = time.monotonic()
                     out, failure = run_bench(tree, bench, bench_env, args.timeout)
                     samples = results[(bench, side)]

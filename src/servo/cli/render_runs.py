@@ -55,10 +55,10 @@ class Progress:
             self._task = self._bar.add_task(label, total=None, detail="")
         return self
 
-    def update(self, run: RunRow, tasks: list[TaskRow]) -> None:
+    def update(self, run: RunRow, counts: Mapping[str, int]) -> None:
         if self._bar is None:
             return
-        count = Counter(t.status for t in tasks)
+        count = Counter(counts)
         running = count[TaskStatus.RUNNING] + count[TaskStatus.DISPATCHED]
         retrying = count[TaskStatus.RETRY_WAIT]
         detail = (
@@ -67,7 +67,8 @@ class Progress:
             + f"failed {count[TaskStatus.FAILED]}  skipped {count[TaskStatus.SKIPPED]}"
         )
         done = sum(count[st] for st in TERMINAL_TASK_STATUSES)
-        self._bar.update(self._task, total=len(tasks), completed=done, detail=detail)
+        total = sum(count.values())
+        self._bar.update(self._task, total=total, completed=done, detail=detail)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -28,8 +28,10 @@ class ChangeFeed:
         self._keys[table][key] = None
 
     def take(self) -> dict[str, list[Key]]:
-        """The changed keys per table (every table present, first change first)."""
-        taken = {name: list(keys) for name, keys in self._keys.items()}
-        for keys in self._keys.values():
-            keys.clear()
+        """The changed keys per table (only tables with changes), first change first."""
+        taken = {}
+        for name, keys in self._keys.items():
+            if keys:
+                taken[name] = list(keys)
+                keys.clear()
         return taken

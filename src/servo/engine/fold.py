@@ -163,6 +163,12 @@ class EngineState:
         """Every timer row."""
         return self.tables["timers"].values()
 
+    def timers_of_run(self, run_id: str) -> list[TimerRow]:
+        """The run's timers (found through its tasks: no scan of other runs')."""
+        timers = self._timers_of
+        return [t for task in self._tasks_of_run.get(run_id, ()) for t in timers.get(
+            (run_id, task.task_key), ())]  # fmt: skip
+
     def follow(self) -> ChangeFeed:
         """A change feed of this state: rows changed from now on, for one reader."""
         feed = ChangeFeed()
@@ -172,9 +178,8 @@ class EngineState:
     def take_changes(self) -> dict[str, list[Any]]:
         """Rows changed since the last call, per table (every table present)."""
         tables = self.tables
-        return {
-            name: [tables[name][key] for key in keys] for name, keys in self._changes.take().items()
-        }
+        taken = self._changes.take()
+        return {name: [tables[name][key] for key in taken.get(name, ())] for name in tables}
 
     def _touch(self, table: str, key: tuple[Any, ...]) -> None:
         for feed in self._feeds:

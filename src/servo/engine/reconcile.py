@@ -191,9 +191,11 @@ class Reconciler:
         step = _Step()
         self._fold(step, list(inputs.reported))
         self._count_retries([*inputs.written, *inputs.reported])
-        self._cancel(step, inputs.run_id, now)
+        changed, runs = self._changed(inputs.run_id)
+        self._cancel(step, [inputs.run_id] if inputs.run_id is not None else runs, now)
         self._fire(step, inputs, now)
-        changed = self._changed(inputs.run_id)
+        if len(step.unwritten) > len(inputs.reported):  # the cancel or a timer acted
+            changed.update(self._changed(inputs.run_id)[0])
         if inputs.sweep is not None:
             self._sweep_run(step, changed, inputs.run_id, inputs.sweep, now)
         tasks = [t for tid in changed if (t := self.state.task(*tid)) is not None]
@@ -209,8 +211,9 @@ class Reconciler:
             self._held.clear()
         else:
             self._held.update(((t.run_id, t.task_key), None) for t in tasks if t.status == s.READY)
-        self._fold(step, follow_ups)
-        changed.update(self._changed(inputs.run_id))
+        if follow_ups:
+            self._fold(step, follow_ups)
+            changed.update(self._changed(inputs.run_id)[0])
         self._write(step.unwritten)
         self._arm_requested(step)
         self._outbox(step, changed)
@@ -239,32 +242,36 @@ class Reconciler:
             self.compactor.fold(events)
             step.unwritten.extend(events)
 
-    def _changed(self, run_id: str | None) -> dict[TaskId, None]:
-        """Tasks that may need an action: those whose row or timers changed since the
-        last call, or every task in scope when the state was (re)loaded."""
+    def _changed(self, run_id: str | None) -> tuple[dict[TaskId, None], set[str]]:
+        """Tasks that may need an action — those whose row or timers changed since the
+        last call, or every task in scope when the state was (re)loaded — and the runs
+        they or a changed run row belong to."""
         state = self.state
         watched = self._feed
         if watched is None or watched[0] is not state or watched[1] != run_id:
             self._feed = (state, run_id, state.follow())
-            runs = [run_id] if run_id is not None else [r.run_id for r in state.rows("runs")]
-            return {(t.run_id, t.task_key): None for r in runs for t in state.tasks_of(r)}
+            if run_id is not None:
+                runs = {run_id}
+            else:
+                runs = {r.run_id for r in state.rows("runs") if r.status == s.RUN_RUNNING}
+            tasks = {(t.run_id, t.task_key): None for r in runs for t in state.tasks_of(r)}
+            return tasks, runs
         keys = watched[2].take()
         changed: dict[TaskId, None] = dict(self._held)
-        for key in keys["tasks"]:
+        for key in keys.get("tasks", ()):
             changed[key] = None
-        for (timer_id,) in keys["timers"]:
+        for (timer_id,) in keys.get("timers", ()):
             timer = state.timer(timer_id)
             if timer is not None:
                 changed[(timer.run_id, timer.task_key)] = None
-        if run_id is None:
-            return changed
-        return {tid: None for tid in changed if tid[0] == run_id}
+        if run_id is not None:
+            return {tid: None for tid in changed if tid[0] == run_id}, {run_id}
+        return changed, {tid[0] for tid in changed} | {rid for (rid,) in keys.get("runs", ())}
 
     # ------------------------------------------------------------ controllers
-    def _cancel(self, step: _Step, run_id: str | None, now: int) -> None:
+    def _cancel(self, step: _Step, runs: Iterable[str], now: int) -> None:
         """Abandon the open attempts of cancelled runs and ask their workers to stop."""
         state = self.state
-        runs = [run_id] if run_id is not None else [r.run_id for r in state.rows("runs")]
         for rid in runs:
             run = state.run(rid)
             if run is None or run.cancel_requested_at is None or run.status != s.RUN_RUNNING:
@@ -323,7 +330,7 @@ class Reconciler:
         state = self.state
         found = sweep(
             state.tasks_of(run_id) if run_id is not None else state.rows("tasks"),
-            (t for t in state.timers() if run_id is None or t.run_id == run_id),
+            state.timers_of_run(run_id) if run_id is not None else state.timers(),
             state.outbox,
             inflight=holding.inflight,
             delivering=holding.delivering,

@@ -358,7 +358,7 @@ class EmbeddedRunner:
                 seen = tuple(counts.get(status, 0) for status in _COUNTED)
                 if seen != last_seen:
                     last_seen = seen
-                    on_progress(run, self.state.tasks_of(run_id))
+                    on_progress(run, dict(counts))
             if run.status != s.RUN_RUNNING:
                 self.publish()
                 return run

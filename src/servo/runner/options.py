@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,8 +11,9 @@ from servo.engine import schema as s
 from servo.engine.anti_entropy import SweepSettings
 from servo.engine.ids import DEFAULT_TENANT, DEFAULT_WORKSPACE
 
-#: Called with a run's row and its tasks whenever their counts change.
-Progress = Callable[[s.RunRow, list[s.TaskRow]], None]
+#: Called with a run's row and how many of its tasks are in each status, whenever
+#: those counts change (kept by the fold: no call scans the run's tasks).
+Progress = Callable[[s.RunRow, Mapping[str, int]], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,9 +84,7 @@ def orphans(
 def scheduled_timers(state: EngineState, run_id: str) -> list[tuple[str, int]]:
     """(timer id, due at) of the run's timers still to fire."""
     return [
-        (t.timer_id, t.due_at)
-        for t in state.timers()
-        if t.run_id == run_id and t.status == s.TIMER_SCHEDULED
+        (t.timer_id, t.due_at) for t in state.timers_of_run(run_id) if t.status == s.TIMER_SCHEDULED
     ]
 
 
