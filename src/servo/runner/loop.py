@@ -286,13 +286,7 @@ class EmbeddedRunner:
         stopping = self._stop_deadline is not None
         if stopping:
             self.pool.hold()
-        holding = None
-        if not stopping and (sweep or self._sweep_due()):  # stopping: READY tasks wait
-            self._poll_cancel(run_id)
-            if sweep or self._scan_due():
-                found, found_paths = recovery.unfolded(self._store, self.compactor)
-                written, paths = [*written, *found], [*paths, *found_paths]
-            holding = Holding(self._pump.held, self._wheel)
+        sweeping = not stopping and (sweep or self._sweep_due())  # stopping: READY waits
         next_due = self._wheel.next_due()
         self._step(
             Inputs(
@@ -303,12 +297,18 @@ class EmbeddedRunner:
                 fresh_at=self.inbox.fresh_at,
                 run_id=run_id,
                 dispatch=not stopping,
-                sweep=holding,
+                sweep=Holding(self._pump.held, self._wheel) if sweeping else None,
                 publish=self._publishing.due(
                     None if next_due is None else next_due - self._clock()
                 ),
             )
         )
+        if sweeping:  # after the step, so this I/O never delays a due timer
+            self._poll_cancel(run_id)
+            if sweep or self._scan_due():
+                found, found_paths = recovery.unfolded(self._store, self.compactor)
+                if found or found_paths:
+                    self.compactor.fold(found, paths=found_paths)
         run = self.state.run(run_id)
         assert run is not None
         return run
