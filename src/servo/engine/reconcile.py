@@ -107,6 +107,8 @@ class Inputs:
         dispatch: False while stopping: READY tasks stay READY for a resume.
         sweep: look for stuck work, given what the caller holds.
         publish: publish the projections after the write.
+        now: when (epoch µs) the inputs were taken, so a timer fires as of the
+            moment its delivery woke the caller; the step's clock if None.
     """
 
     written: Sequence[ev.Event] = ()
@@ -118,6 +120,7 @@ class Inputs:
     dispatch: bool = True
     sweep: Holding | None = None
     publish: bool = False
+    now: int | None = None
 
 
 @dataclass(slots=True)
@@ -184,7 +187,7 @@ class Reconciler:
         """
         if self._halted is not None:
             raise self._halted
-        now = self._clock()
+        now = self._clock() if inputs.now is None else inputs.now
         compactor = self.compactor
         if inputs.written or inputs.paths:
             compactor.fold(inputs.written, paths=inputs.paths)

@@ -278,6 +278,7 @@ class EmbeddedRunner:
             sweep: sweep now, whenever the last sweep was.
         """
         taken = self.inbox.take(wait_s)
+        now = self._clock()  # the step acts as of this wake-up
         self._pump.ended(taken.ended)
         written, paths = taken.written, taken.paths
         if taken.pool_broke:  # its workers may have died between a write and a report
@@ -293,14 +294,13 @@ class EmbeddedRunner:
                 written=written,
                 paths=paths,
                 reported=taken.reported,
-                due=self._wheel.pop_due(self._clock()),
+                due=self._wheel.pop_due(now),
                 fresh_at=self.inbox.fresh_at,
                 run_id=run_id,
                 dispatch=not stopping,
                 sweep=Holding(self._pump.held, self._wheel) if sweeping else None,
-                publish=self._publishing.due(
-                    None if next_due is None else next_due - self._clock()
-                ),
+                publish=self._publishing.due(None if next_due is None else next_due - now),
+                now=now,
             )
         )
         if sweeping:  # after the step, so this I/O never delays a due timer
