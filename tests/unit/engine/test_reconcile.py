@@ -120,6 +120,18 @@ def _apply(effects: Effects, recorder: Recorder, clock: MicroClock) -> list[ev.E
     )
 
 
+def _first_attempt_failed(reconciler: Reconciler, clock: MicroClock) -> ev.Event:
+    """A retryable failure of `source`'s current attempt."""
+    task = reconciler.state.task("run1", "source")
+    assert task is not None and task.attempt_id is not None
+    return ev.Event(
+        event_id="01JFAILED00000000000000000", tenant_id=TENANT, workspace_id=WORKSPACE,
+        run_id="run1", task_key="source", attempt=1, attempt_id=task.attempt_id,
+        payload=ev.TaskFinished(outcome="failed", error_type="IOError", retryable=True),
+        emitted_at=clock.now_us(),
+    )  # fmt: skip
+
+
 def test_a_failed_ledger_write_applies_no_effect_now_or_later() -> None:
     store, clock, reconciler = _setup()
     recorder = Recorder()
@@ -155,15 +167,7 @@ def test_a_retry_timer_is_armed_only_once_written() -> None:
     store, clock, reconciler = _setup()
     recorder = Recorder()
     _apply(reconciler.step(Inputs(reported=[_requested(clock)])), recorder, clock)
-    task = reconciler.state.task("run1", "source")
-    assert task is not None and task.attempt_id is not None
-    scope = {"tenant_id": TENANT, "workspace_id": WORKSPACE, "run_id": "run1",
-             "task_key": "source", "attempt": 1, "attempt_id": task.attempt_id}  # fmt: skip
-    failed = ev.Event(
-        event_id="01JFAILED00000000000000000", emitted_at=clock.now_us(),
-        payload=ev.TaskFinished(outcome="failed", error_type="IOError", retryable=True),
-        **scope,
-    )  # fmt: skip
+    failed = _first_attempt_failed(reconciler, clock)
     store.failing = True
     with pytest.raises(LedgerWriteError):
         _apply(reconciler.step(Inputs(reported=[failed])), recorder, clock)
@@ -174,15 +178,7 @@ def test_a_timer_due_is_fired_once_and_its_effects_follow() -> None:
     _, clock, reconciler = _setup()
     recorder = Recorder()
     _apply(reconciler.step(Inputs(reported=[_requested(clock)])), recorder, clock)
-    task = reconciler.state.task("run1", "source")
-    assert task is not None and task.attempt_id is not None
-    scope = {"tenant_id": TENANT, "workspace_id": WORKSPACE, "run_id": "run1",
-             "task_key": "source", "attempt": 1, "attempt_id": task.attempt_id}  # fmt: skip
-    failed = ev.Event(
-        event_id="01JFAILED00000000000000000", emitted_at=clock.now_us(),
-        payload=ev.TaskFinished(outcome="failed", error_type="IOError", retryable=True),
-        **scope,
-    )  # fmt: skip
+    failed = _first_attempt_failed(reconciler, clock)
     _apply(reconciler.step(Inputs(reported=[failed])), recorder, clock)
     ((timer_id, due_at),) = recorder.armed
     assert due_at == clock.now_us() + 1_000_000  # the policy's initial delay
