@@ -206,7 +206,7 @@ class RunnerMachine(RuleBasedStateMachine):
         """What `EmbeddedRunner.wait` does before its loop."""
 
         def begin(runner: EmbeddedRunner) -> None:
-            if runner.state.run(run_id) is None:
+            if runner.run_record(run_id) is None:  # hot, or archived (begin restores it)
                 return
             runner.begin(run_id)
 
@@ -464,8 +464,8 @@ class RunnerMachine(RuleBasedStateMachine):
             if self.focus != run_id:
                 self.focus = run_id
                 self.resume(run_id)
-            run = self.runner.state.run(run_id)
-            if run is not None and run.status != s.RUN_RUNNING:
+            record = self.runner.run_record(run_id)  # archived once it ended
+            if record is not None and record[0].status != s.RUN_RUNNING:
                 return
             self.step()
             while self.pool is not None and self.pool.held:

@@ -83,6 +83,20 @@ def new_files(current: ProjectedFiles, known: ProjectedFiles | None) -> tuple[st
     return (current.base, *current.deltas) if current.base else current.deltas
 
 
+def new_history_files(current: ProjectedFiles, known: ProjectedFiles | None) -> tuple[str, ...]:
+    """The files of a history twin to read: every file not read at the checkpoint.
+
+    History files hold final rows and are only ever merged into higher tiers
+    (`servo.engine.history`), so a merged file holds rows already read or rows of
+    files the checkpoint missed; never a row that a file read before would revert.
+    """
+    files = (current.base, *current.deltas) if current.base else current.deltas
+    if known is None:
+        return files
+    seen = {known.base, *known.deltas}
+    return tuple(path for path in files if path not in seen)
+
+
 def execution_spec(run: s.RunRow) -> ExecutionSpec:
     """The catalog execution of an engine run."""
     return ExecutionSpec(
@@ -241,11 +255,18 @@ class CatalogProjector:
         files: dict[str, ProjectedFiles] = {}
         rows: dict[str, list[Any]] = {}
         for spec in SOURCE_TABLES:
-            table_files = manifest.files_of(spec.name)
-            current = ProjectedFiles(table_files.base, table_files.deltas)
-            known = None if checkpoint is None else checkpoint.files.get(spec.name)
-            rows[spec.name] = self._read(spec, new_files(current, known))
-            files[spec.name] = current
+            # An archived run's final rows are in the history twin (ADR 0022): read
+            # first, so a hot row of the same key, if any, is the one kept.
+            found: dict[tuple[Any, ...], Any] = {}
+            history = s.HISTORY_OF[spec.name]
+            for source, pick in ((history, new_history_files), (spec, new_files)):
+                table_files = manifest.files_of(source.name)
+                current = ProjectedFiles(table_files.base, table_files.deltas)
+                known = None if checkpoint is None else checkpoint.files.get(source.name)
+                for row in self._read(source, pick(current, known)):
+                    found[spec.key_of(row)] = row
+                files[source.name] = current
+            rows[spec.name] = list(found.values())
         runs = [r for r in rows["runs"] if self._owned(r)]
         tasks: list[s.TaskRow] = rows["tasks"]
         return ProjectionBatch(

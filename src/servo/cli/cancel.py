@@ -127,9 +127,9 @@ def _request_from_live(
     from servo.engine.ledger import LedgerReader
 
     compactor = Compactor(store, tenant, DEFAULT_WORKSPACE)
-    run = compactor.state.run(run_id)
-    if run is not None and run.status != RunStatus.RUNNING:
-        return run.status, "finished"
+    record = compactor.run_record(run_id)
+    if record is not None and record[0].status != RunStatus.RUNNING:
+        return record[0].status, "finished"
     written = request_cancel(ledger, run_id, reason, now_us())
     compactor.fold(LedgerReader(store).read(ledger.path_for(cancel_path(run_id))))
     compactor.publish()

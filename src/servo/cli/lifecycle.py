@@ -264,10 +264,10 @@ def resume_run(
     opened = _runner(settings, store, definitions, tenant=tenant, concurrency=concurrency,
                      processes=processes, purpose="servo runs resume")  # fmt: skip
     with opened as runner:
-        found = runner.state.run(run_id)
-        assert found is not None  # its request object exists and was folded
+        record = runner.run_record(run_id)
+        assert record is not None  # its request object exists and was folded (or archived)
+        found, tasks = record
         if found.status != RunStatus.RUNNING:
-            tasks = runner.state.tasks_of(run_id)
             hint = "" if found.status == RunStatus.SUCCEEDED else f"; servo runs retry {run_id}"
             sys.stderr.write(
                 f"run {run_id} already finished ({found.status.lower()}); nothing to resume{hint}\n"
@@ -327,9 +327,10 @@ def retry_run(
     opened = _runner(settings, store, definitions, tenant=tenant, concurrency=concurrency,
                      processes=processes, purpose="servo runs retry")  # fmt: skip
     with opened as runner:
-        found = runner.state.run(run_id)
-        assert found is not None
-        selection, upstream = _retried_selection(found, runner.state.tasks_of(run_id))
+        record = runner.run_record(run_id)
+        assert record is not None  # its request object exists and was folded (or archived)
+        found, old_tasks = record
+        selection, upstream = _retried_selection(found, old_tasks)
         if not selection:
             if as_json:
                 from servo.cli import render_runs

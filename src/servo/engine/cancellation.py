@@ -92,10 +92,10 @@ def cancel_idle_run(
     """
     compactor = Compactor(store, tenant_id, workspace_id, clock=clock)
     _fold_unfolded(store, compactor, tenant_id, workspace_id)
-    state = compactor.state
-    run = state.run(run_id)
-    if run is None:
+    record = compactor.run_record(run_id)
+    if record is None:
         raise EngineError(f"no run {run_id} in {tenant_id}/{workspace_id}")
+    run = record[0]
     if run.status != s.RUN_RUNNING:
         return IdleCancel(run, already_finished=True)
     ledger = LedgerWriter(store, tenant_id, workspace_id)

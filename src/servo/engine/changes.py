@@ -27,6 +27,12 @@ class ChangeFeed:
     def add(self, table: str, key: Key) -> None:
         self._keys[table][key] = None
 
+    def discard(self, table: str, keys: list[Key]) -> None:
+        """Forget changes of rows that left the state (an archived run's)."""
+        found = self._keys[table]
+        for key in keys:
+            found.pop(key, None)
+
     def take(self) -> dict[str, list[Key]]:
         """The changed keys per table (only tables with changes), first change first."""
         taken = {}

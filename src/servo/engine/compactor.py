@@ -46,12 +46,13 @@ from dataclasses import dataclass
 
 from servo.engine.events import Event
 from servo.engine.fold import EngineState, FoldStats
+from servo.engine.history import HistoryWriter, archivable
 from servo.engine.ids import new_ulid, now_us
 from servo.engine.layout import GenerationWriter
 from servo.engine.ledger import LedgerReader, batch_seq
 from servo.engine.manifest import EMPTY_TABLE, Manifest, ManifestStore, TableFiles
 from servo.engine.recovery import unfolded_ledger_paths
-from servo.engine.schema import TABLES, TABLES_BY_NAME
+from servo.engine.schema import TABLES, TABLES_BY_NAME, RunRow, TaskRow
 from servo.engine.snapshot import Snapshot
 from servo.engine.working import WorkingState
 from servo.errors import CorruptObjectError, ManifestConflictError
@@ -126,6 +127,8 @@ class Compactor:
         writer_id: recorded in manifests; a fresh ULID when None.
         clock: epoch-µs clock for `taken_at` defaults and `published_at`.
         max_conflict_retries: lost publishes tolerated in one call before giving up.
+        archive: move ended runs out of the hot state at each publish
+            (`servo.engine.history`), except those named by `retain`.
         backoff_s: first backoff after a lost publish (doubled, jittered, capped x64).
         sleep: replaced in tests.
     """
@@ -142,6 +145,7 @@ class Compactor:
         max_conflict_retries: int = 16,
         backoff_s: float = 0.002,
         sleep: Callable[[float], None] = time.sleep,
+        archive: bool = False,
     ) -> None:
         if max_l0_files < 1:
             raise ValueError(f"max_l0_files must be >= 1, got {max_l0_files}")
@@ -160,6 +164,7 @@ class Compactor:
         self._sleep = sleep
         self._lock = threading.RLock()
         self._work = WorkingState(store, self.manifests)
+        self.archive = archive
 
     # ------------------------------------------------------------------ public
     @property
@@ -207,6 +212,28 @@ class Compactor:
             STALE_REJECTED.inc(stats.stale_rejected)
             return stats
 
+    def retain(self, run_id: str) -> None:
+        """Keep `run_id` in the hot state after it ends (this compactor's caller reads
+        it), bringing it back if it was archived; the next compactor of the scope
+        archives it (again)."""
+        with self._lock:
+            self._work.retained.add(run_id)
+            self._work.restore(run_id)
+
+    def run_record(self, run_id: str) -> tuple[RunRow, list[TaskRow]] | None:
+        """A run and its tasks, from the hot state or, once archived, from the history
+        of the last published snapshot; None when neither knows the run."""
+        with self._lock:
+            state = self._work.state()
+            run = state.run(run_id)
+            if run is not None:
+                return run, state.tasks_of(run_id)
+            if run_id not in state.archived:
+                return None
+            snapshot = Snapshot(self._store, self._work.manifest)
+        found = snapshot.run(run_id)
+        return None if found is None else (found, snapshot.tasks_of(run_id))
+
     def unfolded_paths(self) -> list[str]:
         """Ledger objects the folded state may lack (`servo.engine.recovery`): fold
         them with ``fold(events, paths=...)`` so they count as acknowledged."""
@@ -216,9 +243,11 @@ class Compactor:
                 self._store,
                 self.tenant_id,
                 self.workspace_id,
-                has_run=lambda run_id: state.run(run_id) is not None,
+                # An archived run's request (and recorded cancel) are folded already.
+                has_run=lambda run_id: state.run(run_id) is not None or run_id in state.archived,
                 has_cancel=lambda run_id: (
-                    (run := state.run(run_id)) is not None and run.cancel_requested_at is not None
+                    ((run := state.run(run_id)) is not None and run.cancel_requested_at is not None)
+                    or state.archived.has_cancel(run_id)
                 ),
                 manifest=self._work.manifest,
                 skip=frozenset(self._work.acked),
@@ -366,12 +395,26 @@ class Compactor:
             previous.last_processed_at,
             previous.ledger_through,
         )
-        if previous is not None and not (moved or work.has_changes):  # a pure redelivery
+        state = work.state()
+        ended = archivable(state, work.retained) if self.archive else []
+        if previous is not None and not (moved or work.has_changes or ended):  # a redelivery
             work.published(previous)
             return CompactionResult(previous, events, stale, (), 0, conflicts, published=False)
         writer = GenerationWriter(self._store, self._tables_prefix, self._next_generation())
         tables = {} if previous is None else dict(previous.tables)
+        rebased: dict[str, TableFiles] = {}
+        if ended:
+            rebased = HistoryWriter(writer, self.max_l0_files).archive(state, ended, tables)
+            tables.update(rebased)
+            log.info(
+                "compaction.runs_archived",
+                tenant_id=self.tenant_id,
+                workspace_id=self.workspace_id,
+                runs=len(ended),
+            )
         for spec in TABLES:
+            if spec.name in rebased:
+                continue  # written whole, without the archived runs
             rows = work.changed_rows(spec)
             if rows:
                 current = tables.get(spec.name, EMPTY_TABLE)

@@ -22,12 +22,13 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from servo.engine import events as ev
 from servo.engine import schema as s
+from servo.engine.archived import ArchivedRuns
 from servo.engine.attempt_facts import earlier, set_end
 from servo.engine.changes import ChangeFeed
 from servo.engine.derive import (
@@ -46,6 +47,9 @@ log = get_logger(__name__)
 
 TaskId = tuple[str, str]  # (run_id, task_key)
 
+#: Task statuses the anti-entropy sweep examines (`servo.engine.anti_entropy`).
+_SWEPT = frozenset({s.READY, s.DISPATCHED})
+
 
 @dataclass(slots=True)
 class FoldStats:
@@ -55,19 +59,33 @@ class FoldStats:
         events: events given.
         stale_rejected: events of an attempt that is not (or no longer) current.
         tasks_recomputed: derived task rows recomputed.
+        archived_ignored: events of an archived run whose rows were not restored.
     """
 
     events: int = 0
     stale_rejected: int = 0
     tasks_recomputed: int = 0
+    archived_ignored: int = 0
 
 
 class EngineState:
-    """All projection rows of one (tenant, workspace), with indexes for the fold."""
+    """The hot projection rows of one (tenant, workspace), with indexes for the fold.
 
-    def __init__(self, tenant_id: str, workspace_id: str) -> None:
+    Hot means the runs not archived (`remove_runs`): active runs and those that ended
+    recently. Events naming an archived run fold only once its rows are restored
+    (`restore_runs`, which the compactor does first); `apply` ignores them otherwise
+    (`FoldStats.archived_ignored`).
+    """
+
+    def __init__(
+        self, tenant_id: str, workspace_id: str, archived: ArchivedRuns | None = None
+    ) -> None:
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
+        #: The runs archived out of this state (loaded on first use).
+        self.archived = ArchivedRuns() if archived is None else archived
+        #: Newest successful materialization per (asset, partition) among archived runs.
+        self.latest: dict[tuple[str, str], s.LatestRow] = {}
         self.tables: dict[str, dict[tuple[Any, ...], Any]] = {t.name: {} for t in s.TABLES}
         self._changes = ChangeFeed()  # the publisher's (`take_changes`)
         self._feeds: list[ChangeFeed] = [self._changes]
@@ -78,14 +96,24 @@ class EngineState:
         self._timers_of: dict[TaskId, list[TimerRow]] = defaultdict(list)
         self._tasks_of_run: dict[str, list[TaskRow]] = defaultdict(list)
         self._status_counts: dict[str, Counter[str]] = defaultdict(Counter)
+        #: Per run, its tasks in a status the sweep looks at (READY, DISPATCHED).
+        self._swept: dict[str, dict[str, TaskRow]] = defaultdict(dict)
+        self._timers_by_run: dict[str, list[TimerRow]] = defaultdict(list)
 
     # ----------------------------------------------------------------- loading
     @classmethod
     def from_rows(
-        cls, tenant_id: str, workspace_id: str, tables: Mapping[str, Iterable[Any]]
+        cls,
+        tenant_id: str,
+        workspace_id: str,
+        tables: Mapping[str, Iterable[Any]],
+        *,
+        latest: Iterable[s.LatestRow] = (),
+        archived: ArchivedRuns | None = None,
     ) -> EngineState:
         """Rebuild a state (and its indexes) from projection rows."""
-        state = cls(tenant_id, workspace_id)
+        state = cls(tenant_id, workspace_id, archived)
+        state.latest = {(r.asset_key, r.partition_key): r for r in latest}
         for name, rows in tables.items():
             spec = s.TABLES_BY_NAME[name]
             target = state.tables[name]
@@ -94,6 +122,8 @@ class EngineState:
         for task in state.tables["tasks"].values():
             state._tasks_of_run[task.run_id].append(task)
             state._status_counts[task.run_id][task.status] += 1
+            if task.status in _SWEPT:
+                state._swept[task.run_id][task.task_key] = task
         for dep in state.tables["dep_satisfaction"].values():
             state._deps_of[(dep.run_id, dep.task_key)].append(dep)
             state._children[(dep.run_id, dep.upstream_task_key)].append(dep)
@@ -101,6 +131,7 @@ class EngineState:
             state._attempts_of[(attempt.run_id, attempt.task_key)].append(attempt)
         for timer in state.tables["timers"].values():
             state._timers_of[(timer.run_id, timer.task_key)].append(timer)
+            state._timers_by_run[timer.run_id].append(timer)
         return state
 
     def copy(self) -> EngineState:
@@ -109,6 +140,8 @@ class EngineState:
             self.tenant_id,
             self.workspace_id,
             {name: [copy.copy(r) for r in rows.values()] for name, rows in self.tables.items()},
+            latest=[copy.copy(r) for r in self.latest.values()],
+            archived=self.archived,
         )
 
     def rows(self, table: str) -> Iterable[Any]:
@@ -164,10 +197,15 @@ class EngineState:
         return self.tables["timers"].values()
 
     def timers_of_run(self, run_id: str) -> list[TimerRow]:
-        """The run's timers (found through its tasks: no scan of other runs')."""
-        timers = self._timers_of
-        return [t for task in self._tasks_of_run.get(run_id, ()) for t in timers.get(
-            (run_id, task.task_key), ())]  # fmt: skip
+        """The run's timers (indexed: no scan of its tasks or of other runs')."""
+        return list(self._timers_by_run.get(run_id, ()))
+
+    def swept_tasks(self, run_id: str | None = None) -> list[TaskRow]:
+        """The tasks, of `run_id` or of every run, that the sweep looks at: READY or
+        DISPATCHED (indexed, so a sweep costs the work in flight, not the run's size)."""
+        if run_id is not None:
+            return list(self._swept.get(run_id, {}).values())
+        return [task for tasks in self._swept.values() for task in tasks.values()]
 
     def follow(self) -> ChangeFeed:
         """A change feed of this state: rows changed from now on, for one reader."""
@@ -185,6 +223,56 @@ class EngineState:
         for feed in self._feeds:
             feed.add(table, key)
 
+    def remove_runs(self, run_ids: Collection[str]) -> dict[str, list[Any]]:
+        """Take the rows of `run_ids` out of the state (to archive them); returns them
+        per run table. One pass over each hot table, however many runs leave."""
+        gone = set(run_ids)
+        removed: dict[str, list[Any]] = {}
+        for spec in s.RUN_TABLES:
+            table = self.tables[spec.name]
+            keys = [key for key, row in table.items() if row.run_id in gone]
+            removed[spec.name] = [table.pop(key) for key in keys]
+            for feed in self._feeds:
+                feed.discard(spec.name, keys)
+        for index in (self._attempts_of, self._deps_of, self._children, self._timers_of):
+            for tid in [tid for tid in index if tid[0] in gone]:
+                del index[tid]
+        for run_id in gone:
+            self._tasks_of_run.pop(run_id, None)
+            self._status_counts.pop(run_id, None)
+            self._swept.pop(run_id, None)
+            self._timers_by_run.pop(run_id, None)
+        self.archived.add((r.run_id, r.cancel_requested_at is not None) for r in removed["runs"])
+        return removed
+
+    def restore_runs(self, rows: Mapping[str, Iterable[Any]]) -> None:
+        """Bring archived runs back (their rows per run table, as archived) so that
+        events naming them fold as they would have; every row counts as changed, so
+        the next publish writes it again wherever the run then belongs."""
+        restored: set[str] = set()
+        for name, table_rows in rows.items():
+            spec = s.TABLES_BY_NAME[name]
+            table = self.tables[name]
+            for row in table_rows:
+                key = spec.key_of(row)
+                table[key] = row
+                restored.add(row.run_id)
+                self._touch(name, key)
+                if name == "tasks":
+                    self._tasks_of_run[row.run_id].append(row)
+                    self._status_counts[row.run_id][row.status] += 1
+                    if row.status in _SWEPT:
+                        self._swept[row.run_id][row.task_key] = row
+                elif name == "dep_satisfaction":
+                    self._deps_of[(row.run_id, row.task_key)].append(row)
+                    self._children[(row.run_id, row.upstream_task_key)].append(row)
+                elif name == "attempts":
+                    self._attempts_of[(row.run_id, row.task_key)].append(row)
+                elif name == "timers":
+                    self._timers_of[(row.run_id, row.task_key)].append(row)
+                    self._timers_by_run[row.run_id].append(row)
+        self.archived.discard(restored)
+
     # ------------------------------------------------------------------- apply
     def apply(self, events: Iterable[ev.Event]) -> FoldStats:
         """Fold `events` into the state.
@@ -195,6 +283,7 @@ class EngineState:
         stats = FoldStats()
         touched: set[TaskId] = set()
         touched_runs: set[str] = set()
+        runs = self.tables["runs"]
         for event in events:
             stats.events += 1
             if event.tenant_id != self.tenant_id or event.workspace_id != self.workspace_id:
@@ -202,6 +291,9 @@ class EngineState:
                     f"event {event.event_id} belongs to {event.tenant_id}/{event.workspace_id}, "
                     f"not {self.tenant_id}/{self.workspace_id}"
                 )
+            if (event.run_id,) not in runs and event.run_id in self.archived:
+                stats.archived_ignored += 1
+                continue
             payload = event.payload
             if isinstance(payload, ev.RunRequested):
                 self._run_requested(event, payload, touched)
@@ -329,6 +421,7 @@ class EngineState:
             )
             timers[key] = timer
             self._timers_of[(event.run_id, timer.task_key)].append(timer)
+            self._timers_by_run[event.run_id].append(timer)
         if isinstance(payload, ev.TimerRequested):
             if earlier(
                 event.order_key, (timer.requested_at or None, timer.request_event_id or None)
@@ -433,6 +526,10 @@ class EngineState:
                 counts = self._status_counts[tid[0]]
                 counts[old_status] -= 1
                 counts[task.status] += 1
+                if task.status in _SWEPT:
+                    self._swept[tid[0]][tid[1]] = task
+                elif old_status in _SWEPT:
+                    self._swept[tid[0]].pop(tid[1], None)
             resolution = RESOLUTION_OF_STATUS.get(task.status)
             resolved_at = task.finished_at if resolution is not None else None
             for dep in self._children.get(tid, ()):

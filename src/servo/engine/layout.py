@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from servo.engine.ids import new_ulid
 from servo.engine.manifest import TableFiles
-from servo.engine.projections import rows_to_table, write_table_file
+from servo.engine.projections import merge, read_table_file, rows_to_table, write_table_file
 from servo.engine.schema import TableSpec
 from servo.engine.snapshot import load_table
 from servo.storage.base import ObjectStore
@@ -65,6 +65,15 @@ class GenerationWriter:
     def add_base(self, spec: TableSpec, rows: Sequence[Any]) -> TableFiles:
         """Write `rows` (one per key) as the table's whole content."""
         return TableFiles(self._write(spec, "b", rows_to_table(spec, rows)), ())
+
+    def add_rows(self, spec: TableSpec, kind: str, rows: Sequence[Any]) -> str:
+        """Write `rows` as one file of `kind` (a history tier); returns its path."""
+        return self._write(spec, kind, rows_to_table(spec, rows))
+
+    def add_merged(self, spec: TableSpec, kind: str, paths: Sequence[str]) -> str:
+        """Write the files `paths` (oldest first) merged into one file of `kind`."""
+        tables = [read_table_file(self._store, path, spec) for path in paths]
+        return self._write(spec, kind, merge(spec, None, tables))
 
     def _write(self, spec: TableSpec, kind: str, table: pa.Table) -> str:
         path = f"{self._prefix}{spec.name}/{self._tag}-{kind}.parquet"

@@ -332,7 +332,7 @@ class Reconciler:
         """Look for stuck work (of `run_id`, or of every run) and drive it again."""
         state = self.state
         found = sweep(
-            state.tasks_of(run_id) if run_id is not None else state.rows("tasks"),
+            state.swept_tasks(run_id),
             state.timers_of_run(run_id) if run_id is not None else state.timers(),
             state.outbox,
             inflight=holding.inflight,

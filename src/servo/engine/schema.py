@@ -18,7 +18,7 @@ values, read back as members.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any, Final, Literal
 
@@ -249,6 +249,23 @@ class SensorRow:
     last_evaluated_at: int | None = None
 
 
+@dataclass(slots=True)
+class LatestRow:
+    """The newest successful materialization of an asset partition among archived runs.
+
+    Runs still in the hot state are not in it (their tasks are); `partition_key` is
+    "" for an unpartitioned asset.
+    """
+
+    asset_key: str
+    partition_key: str
+    run_id: str
+    task_key: str
+    finished_at: int
+    output_location: str
+    output_format: str
+
+
 @dataclass(frozen=True, slots=True)
 class TableSpec:
     """A projection table: name, row type, key columns and Arrow schema.
@@ -376,9 +393,28 @@ SENSORS = _spec(
     {"sensor_id": _S, "status": _S, "cursor": _S, "last_evaluated_at": _I64},
 )  # fmt: skip
 
-#: Every projection table, in a fixed order.
+LATEST = _spec(
+    "latest_materializations", LatestRow, ["asset_key", "partition_key"],
+    {"asset_key": _S, "partition_key": _S, "run_id": _S, "task_key": _S, "finished_at": _I64,
+     "output_location": _S, "output_format": _S},
+)  # fmt: skip
+
+#: Every table the fold keeps (the hot state), in a fixed order.
 TABLES: Final[tuple[TableSpec, ...]] = (
     RUNS, TASKS, ATTEMPTS, DEP_SATISFACTION, DISPATCH_OUTBOX, TIMERS,
     PARTITION_STATUS, SCHEDULES, SENSORS,
 )  # fmt: skip
-TABLES_BY_NAME: Final[dict[str, TableSpec]] = {t.name: t for t in TABLES}
+#: The tables whose rows belong to one run: an archived run's rows leave them for
+#: their history twin (`HISTORY_OF`).
+RUN_TABLES: Final[tuple[TableSpec, ...]] = (
+    RUNS, TASKS, ATTEMPTS, DEP_SATISFACTION, DISPATCH_OUTBOX, TIMERS,
+)  # fmt: skip
+#: Table name -> its history twin: same rows and key, named ``history_{name}``.
+HISTORY_OF: Final[dict[str, TableSpec]] = {
+    t.name: replace(t, name=f"history_{t.name}") for t in RUN_TABLES
+}
+#: Every table a manifest may name: the hot tables, their history twins, the index of
+#: archived materializations.
+TABLES_BY_NAME: Final[dict[str, TableSpec]] = {
+    t.name: t for t in (*TABLES, *HISTORY_OF.values(), LATEST)
+}

@@ -138,9 +138,27 @@ class Snapshot:
     def table(self, name: str) -> pa.Table:
         """The whole table `name`, sorted by key.
 
+        For a table of runs (`servo.engine.schema.RUN_TABLES`) that is its hot rows
+        and its history twin's (archived runs) together; `hot` reads only the former.
+
         Raises:
             KeyError: no projection table has that name.
         """
+        history = s.HISTORY_OF.get(name)
+        if history is None:
+            return self.hot(name)
+        whole = f"whole:{name}"
+        found = self._tables.get(whole)
+        if found is None:
+            archived = self.hot(history.name)
+            hot = self.hot(name)
+            found = hot if archived.num_rows == 0 else merge(history, archived, [hot])
+            self._tables[whole] = found
+        return found
+
+    def hot(self, name: str) -> pa.Table:
+        """The table `name` as the manifest names it: for a run table, only the runs
+        not archived (what a controller acts on), sorted by key."""
         found = self._tables.get(name)
         if found is not None:
             return found
@@ -153,46 +171,61 @@ class Snapshot:
         return found
 
     def rows(self, name: str, table: pa.Table | None = None) -> list[Any]:
-        """Rows (schema dataclasses) of table `name`, or of a filtered part of it."""
+        """Rows (schema dataclasses) of table `name` (all of it, archived runs
+        included), or of a filtered part of it."""
         spec = s.TABLES_BY_NAME[name]
         return spec.from_arrow(self.table(name) if table is None else table)
 
-    def _filter(self, name: str, mask: pa.ChunkedArray | pa.Array) -> list[Any]:
-        return self.rows(name, self.table(name).filter(mask))
+    def hot_rows(self, name: str) -> list[Any]:
+        """Rows of table `name` without the archived runs' (`hot`)."""
+        return s.TABLES_BY_NAME[name].from_arrow(self.hot(name))
+
+    def _filter(self, name: str, mask: pa.ChunkedArray | pa.Array, table: pa.Table) -> list[Any]:
+        return self.rows(name, table.filter(mask))
 
     def ready_tasks(self) -> list[TaskRow]:
         """Tasks whose dependencies are satisfied and that wait for a dispatch."""
-        tasks = self.table("tasks")
-        return self._filter("tasks", pc.equal(tasks.column("status"), s.READY))
+        tasks = self.hot("tasks")
+        return self._filter("tasks", pc.equal(tasks.column("status"), s.READY), tasks)
 
     def pending_outbox(self) -> list[OutboxRow]:
         """Dispatches not yet handed to the queue."""
-        outbox = self.table("dispatch_outbox")
-        return self._filter("dispatch_outbox", pc.equal(outbox.column("status"), s.OUTBOX_PENDING))
+        outbox = self.hot("dispatch_outbox")
+        mask = pc.equal(outbox.column("status"), s.OUTBOX_PENDING)
+        return self._filter("dispatch_outbox", mask, outbox)
 
     def due_timers(self, now: int) -> list[TimerRow]:
         """Scheduled timers whose `due_at` is at or before `now` (epoch µs)."""
-        timers = self.table("timers")
+        timers = self.hot("timers")
         mask = pc.and_(
             pc.equal(timers.column("status"), s.TIMER_SCHEDULED),
             pc.less_equal(timers.column("due_at"), now),
         )
-        return self._filter("timers", mask)
+        return self._filter("timers", mask, timers)
 
     def run(self, run_id: str) -> RunRow | None:
-        """The run `run_id`, or None when the snapshot does not know it."""
-        runs = self.table("runs")
-        found: list[RunRow] = self._filter("runs", pc.equal(runs.column("run_id"), run_id))
-        return found[0] if found else None
+        """The run `run_id` (archived or not), or None when the snapshot does not know it."""
+        for name in ("runs", "history_runs"):
+            runs = self.hot(name)
+            found: list[RunRow] = self._filter(name, pc.equal(runs.column("run_id"), run_id), runs)
+            if found:
+                return found[0]
+        return None
 
     def runs(self) -> list[RunRow]:
-        """Every run, by run_id."""
+        """Every run, archived or not, by run_id."""
         return self.rows("runs")
 
     def tasks_of(self, run_id: str) -> list[TaskRow]:
-        """The tasks of run `run_id`, by task_key."""
-        tasks = self.table("tasks")
-        return self._filter("tasks", pc.equal(tasks.column("run_id"), run_id))
+        """The tasks of run `run_id` (archived or not), by task_key."""
+        for name in ("tasks", "history_tasks"):
+            tasks = self.hot(name)
+            found: list[TaskRow] = self._filter(
+                name, pc.equal(tasks.column("run_id"), run_id), tasks
+            )
+            if found:
+                return found
+        return []
 
 
 class SnapshotReader:

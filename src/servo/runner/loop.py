@@ -117,7 +117,7 @@ class EmbeddedRunner:
         self._monotonic = monotonic
         tenant, workspace = options.tenant_id, options.workspace_id
         self.compactor = Compactor(
-            store, tenant, workspace, clock=clock, max_l0_files=options.max_l0_files
+            store, tenant, workspace, clock=clock, max_l0_files=options.max_l0_files, archive=True
         )
         self._ledger = LedgerWriter(store, tenant, workspace)
         self.inbox = Inbox(clock, new_id)
@@ -169,6 +169,11 @@ class EmbeddedRunner:
         self._recover()
         return self.compactor.state
 
+    def run_record(self, run_id: str) -> tuple[s.RunRow, list[s.TaskRow]] | None:
+        """A run and its tasks, whether in the hot state or archived; None if unknown."""
+        self._recover()
+        return self.compactor.run_record(run_id)
+
     def start_run(
         self,
         selection: str | None = None,
@@ -190,7 +195,7 @@ class EmbeddedRunner:
             DefinitionError: a dependency outside the selection was never materialized.
         """
         self._recover()
-        return planning.start_run(
+        start = planning.start_run(
             self._store,
             self.compactor,
             self._defs,
@@ -200,6 +205,8 @@ class EmbeddedRunner:
             clock=self._clock,
             new_id=self._new_id,
         )
+        self.compactor.retain(start.run_id)  # readable from `state` until the runner closes
+        return start
 
     def cancel(self, run_id: str, reason: str = "") -> bool:
         """Request cancellation of `run_id`; False when it was requested before."""
@@ -237,6 +244,7 @@ class EmbeddedRunner:
             LedgerWriteError: the run's events could not be written (it stopped).
         """
         self._recover()
+        self.compactor.retain(run_id)  # back from the history if it was archived
         if self.state.run(run_id) is None:
             scope = f"{self.options.tenant_id}/{self.options.workspace_id}"
             raise EngineError(f"no run {run_id} in {scope}")
@@ -262,6 +270,7 @@ class EmbeddedRunner:
         """Take the run over (what `wait` does before its loop): fold a cancel written
         elsewhere, give up attempts no worker here holds, arm the run's timers."""
         self._interrupted, self._left_running = False, 0
+        self.compactor.retain(run_id)
         self._poll_cancel(run_id)
         orphans = recovery.orphans(
             self.state, run_id, self._pump.held, now=self._clock(), new_id=self._new_id

@@ -42,10 +42,11 @@ def start_run(
         run_id = new_id()
     else:
         run_id = run_id_for_key(tenant, workspace, idempotency_key)
-        if state.run(run_id) is not None:
+        if state.run(run_id) is not None or run_id in state.archived:
             return RunStart(run_id, resumed=True)
     selected = select(defs.graph, selection or "*")
-    pinned = {**latest_materializations(state.rows("tasks")), **(upstream or {})}
+    latest = latest_materializations(state.rows("tasks"), state.latest.values())
+    pinned = {**latest, **(upstream or {})}
     event = ev.Event(
         event_id=new_id(),
         tenant_id=tenant,

@@ -156,15 +156,25 @@ def test_only_what_changed_is_read_and_upserted(
     store: LocalObjectStore, sqlite_catalog: SqlCatalog, recording: Recording
 ) -> None:
     first, _ = run(store, sqlite_catalog)
+    old = snapshot_rows(sqlite_catalog)
     recording.batches.clear()
     second, _ = run(store, sqlite_catalog)
     assert recording.batches
     for batch in recording.batches:
-        assert {e.execution_id for e in batch.executions} <= {second}
-        assert {t.execution_id for t in batch.tasks} <= {second}
-        assert {m.execution_id for m in batch.materializations} <= {second}
+        assert {e.execution_id for e in batch.executions} <= {first, second}
+        assert {t.execution_id for t in batch.tasks} <= {first, second}
+        assert {m.execution_id for m in batch.materializations} <= {first, second}
+    # The first run is read once more, when the second runner archives it (its final
+    # rows move to the history tables), and upserted unchanged.
+    again = [b for b in recording.batches if first in {e.execution_id for e in b.executions}]
+    assert len(again) == 1
     runs = {e.execution_id for e in sqlite_catalog.executions.list("default").items}
     assert runs == {first, second}
+    executions, tasks, _ = snapshot_rows(sqlite_catalog)
+    assert [e for e in executions if e.execution_id == first] == [
+        e for e in old[0] if e.execution_id == first
+    ]
+    assert [t for t in tasks if t.execution_id == first] == list(old[1])
 
 
 def test_a_new_base_is_projected_in_full_and_upserts_stay_idempotent(

@@ -337,6 +337,35 @@ def test_incremental_after_reload_equals_rebuild(
     assert arrow_tables_of(reloaded) == arrow_tables_of(fold(events))
 
 
+def _indexes_agree_with_the_tables(state: EngineState) -> None:
+    swept = {(t.run_id, t.task_key) for t in state.swept_tasks()}
+    assert swept == {
+        key for key, task in state.tables["tasks"].items() if task.status in (s.READY, s.DISPATCHED)
+    }
+    for run in state.rows("runs"):
+        assert {t.timer_id for t in state.timers_of_run(run.run_id)} == {
+            t.timer_id for t in state.timers() if t.run_id == run.run_id
+        }
+
+
+@settings(max_examples=75, deadline=None)
+@given(shuffled_with_duplicates())
+def test_the_sweep_and_timer_indexes_follow_any_order_of_events(
+    case: tuple[list[ev.Event], list[ev.Event], list[int]],
+) -> None:
+    """The sweep reads only READY and DISPATCHED tasks through an index: after any
+    fold, and after a reload, the index holds exactly those tasks."""
+    _, permuted, cuts = case
+    state = EngineState(TENANT, WORKSPACE)
+    start = 0
+    for cut in [*cuts, len(permuted)]:
+        state.apply(permuted[start:cut])
+        start = max(start, cut)
+        _indexes_agree_with_the_tables(state)
+    rows = {spec.name: list(state.rows(spec.name)) for spec in s.TABLES}
+    _indexes_agree_with_the_tables(EngineState.from_rows(TENANT, WORKSPACE, rows))
+
+
 def test_lost_worker_is_redelivered_without_using_the_retry_budget() -> None:
     h = History()
     h.request({"a": []}, max_attempts=1)

@@ -77,10 +77,10 @@ def test_recovery_folds_every_committed_batch_whatever_the_clock(
     abandon(second)
     assert SnapshotReader(store, "default", "default").load().run(run_id) is None
 
-    with EmbeddedRunner(store, DEFS) as third:
-        run = third.state.run(run_id)
-        assert run is not None and run.status == s.RUN_SUCCEEDED
-        assert {t.status for t in third.state.tasks_of(run_id)} == {s.SUCCEEDED}
+    with EmbeddedRunner(store, DEFS) as third:  # recovers the run (and archives it)
+        record = third.run_record(run_id)
+        assert record is not None and record[0].status == s.RUN_SUCCEEDED
+        assert {t.status for t in record[1]} == {s.SUCCEEDED}
     assert_published_equals_ledger(store)
 
 

@@ -73,17 +73,32 @@ def plan_tasks(
     return tuple(tasks)
 
 
-def latest_materializations(tasks: Iterable[s.TaskRow]) -> dict[str, Materialization]:
+def latest_materializations(
+    tasks: Iterable[s.TaskRow], archived: Iterable[s.LatestRow] = ()
+) -> dict[str, Materialization]:
     """Per asset, the output of its most recently finished successful task: what a new
-    run reads for dependencies outside its selection."""
-    latest: dict[str, tuple[int, Materialization]] = {}
+    run reads for dependencies outside its selection.
+
+    Args:
+        tasks: the tasks of the runs in the hot state.
+        archived: the newest successful output per asset partition among archived
+            runs (`EngineState.latest`).
+    """
+    latest: dict[str, tuple[tuple[int, str, str], Materialization]] = {}
+
+    def offer(asset: str, order: tuple[int, str, str], found: Materialization) -> None:
+        seen = latest.get(asset)
+        if seen is None or order > seen[0]:
+            latest[asset] = (order, found)
+
+    for row in archived:
+        offer(row.asset_key, (row.finished_at, row.run_id, row.task_key),
+              (row.output_location, row.output_format))  # fmt: skip
     for task in tasks:
         if task.status != s.SUCCEEDED:
             continue
         if task.output_location is None or task.output_format is None:
             continue
-        seen = latest.get(task.asset_key)
-        finished = task.finished_at or 0
-        if seen is None or finished > seen[0]:
-            latest[task.asset_key] = (finished, (task.output_location, task.output_format))
+        offer(task.asset_key, (task.finished_at or 0, task.run_id, task.task_key),
+              (task.output_location, task.output_format))  # fmt: skip
     return {name: found for name, (_, found) in latest.items()}
