@@ -539,8 +539,9 @@ class ChaosTrial:
         """Assets whose result is recorded under their idempotency key (never rerun)."""
         found = set()
         for path in self.store.list_prefix(f"results/{TENANT}/{WORKSPACE}/"):
-            location = json.loads(self.store.get(path).data)["location"]
-            found.add(location.split("/")[1])  # outputs/{asset_key}/{partition}/{run}.ext
+            record = json.loads(self.store.get(path).data)
+            # An inline value's location names no asset; the record does (ADR 0021).
+            found.add(record["asset_key"])
         return frozenset(found)
 
     def replay(self) -> tuple[EngineState, int, int]:

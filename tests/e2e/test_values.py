@@ -86,6 +86,8 @@ def test_plain_data_is_pretty_json_and_run_picks_that_runs_value(home: dict[str,
     payload = json.loads(first.stdout)
     assert payload["value"] == {"version": 1, "items": ["a", "b"]}
     assert payload["run_id"] == home["first"] and payload["kind"] == "json"
+    # Small JSON travels inline (ADR 0021): no file to point at.
+    assert payload["location"].startswith("inline:") and payload["file"] is None
 
 
 def test_other_values_show_a_repr(home: dict[str, str]) -> None:

@@ -107,8 +107,8 @@ def _load(store: ObjectStore, task: TaskRow, defs: str | None) -> Any:
 
 
 def _file(settings: Settings, location: str) -> str | None:
-    if settings.storage.backend != "local":
-        return None
+    if settings.storage.backend != "local" or location.startswith("inline:"):
+        return None  # an inline value (ADR 0021) has no file
     return str(Path(settings.home) / settings.storage.prefix / location)
 
 

@@ -10,6 +10,13 @@ attempt the engine gave up on cannot overwrite the value of the attempt that won
 by finishing late. If the same attempt runs twice (a redelivered message), the
 first value written stays and is the one reported.
 
+Small values travel inline (ADR 0021): a JSON value whose text is at most
+`INLINE_MAX_BYTES` bytes is not written to a file at all; its location is
+``inline:{json text}``, which `TaskFinished` carries into the ledger (where the
+value is as durable as the event that reports it) and `read_value` decodes without
+touching the store. Two files and two directories per task cost far more than the
+few bytes such a value adds to its events; anything bigger, or not JSON, is a file.
+
 Formats:
 - ``parquet:arrow`` / ``parquet:pandas`` / ``parquet:polars`` — tables; read back as
   the same kind of object that was written.
@@ -44,6 +51,10 @@ from servo.errors import (
 from servo.storage.base import ObjectStore
 
 NO_PARTITION = "__all__"
+#: Locations of values carried in the location itself (ADR 0021).
+INLINE_PREFIX = "inline:"
+#: Largest JSON text (bytes) the worker carries inline by default.
+INLINE_MAX_BYTES = 256
 _EXTENSIONS = {"json": "json", "pickle": "pkl"}
 _STORABLE = (
     "Servo stores Arrow, pandas and polars tables (as Parquet), JSON-able data (dicts "
@@ -183,6 +194,22 @@ def output_path(
     return f"outputs/{asset_key}/{partition_key or NO_PARTITION}/{name}.{ext}"
 
 
+def is_inline(location: str) -> bool:
+    """Whether `location` carries its value itself rather than naming a stored file."""
+    return location.startswith(INLINE_PREFIX)
+
+
+def inline_location(encoded: EncodedValue, max_bytes: int) -> str | None:
+    """The inline location of `encoded`, or None when it must be a file.
+
+    Only JSON is inlined: its text is valid UTF-8 and reads back exactly, so the
+    location stays a plain string in events, projections and the catalog.
+    """
+    if encoded.format != "json" or len(encoded.data) > max_bytes:
+        return None
+    return INLINE_PREFIX + encoded.data.decode("utf-8")
+
+
 def write_value(
     store: ObjectStore,
     asset_key: str,
@@ -190,9 +217,19 @@ def write_value(
     run_id: str,
     value: Any,
     attempt: int = 1,
+    *,
+    inline_max_bytes: int = 0,
 ) -> tuple[str, EncodedValue]:
-    """Store `value` create-only; returns (location, encoded) of what the path holds."""
+    """Store `value` create-only; returns (location, encoded) of what the path holds.
+
+    Args:
+        inline_max_bytes: a JSON value this small (or smaller) is returned inline
+            and nothing is written (0: always a file).
+    """
     encoded = encode_value(value, asset_key)
+    inline = inline_location(encoded, inline_max_bytes)
+    if inline is not None:
+        return inline, encoded
     path = output_path(asset_key, partition_key, run_id, encoded.format, attempt)
     try:
         store.put_if_absent(path, encoded.data)
@@ -228,6 +265,17 @@ def read_value(store: ObjectStore, location: str, fmt: str, asset_key: str | Non
         ValueRemovedError: ``servo gc`` removed it (the message names the gc record).
         ObjectNotFoundError: nothing is stored at `location`.
     """
+    if is_inline(location):
+        data = location[len(INLINE_PREFIX) :].encode("utf-8")
+        try:
+            return decode_value(data, fmt)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise CorruptValueError(
+                f"the inline value of asset {asset_key or '?'!r} cannot be read as {fmt} "
+                f"({type(exc).__name__}: {exc}); re-materialize it"
+            ) from exc
     try:
         data = store.get(location).data
     except ObjectNotFoundError as exc:

@@ -14,6 +14,9 @@ Steps for a `TaskRequest`:
    (`TaskRequest.retry`), never by the definitions this worker loaded. Nothing here
    raises to the caller except a failure to write the ledger itself.
 
+A small JSON value is not written to a file: it travels inline in `TaskFinished`
+(``inline_max_bytes``, ADR 0021).
+
 Results are recorded per attempt (``results/{tenant}/{workspace}/{key}/{attempt_id}.json``)
 because an attempt the engine ended for a timeout or a cancel may still return later:
 its result must never become the task's result, and the request for the next attempt
@@ -29,7 +32,6 @@ and ignores whatever it reports later.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -47,7 +49,7 @@ from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.resilience.retry import classify
 from servo.sdk.context import AssetContext
-from servo.sdk.io import read_value, write_value
+from servo.sdk.io import INLINE_MAX_BYTES, read_value, write_value
 from servo.storage.base import ObjectStore
 from servo.worker.capture import capture_output
 
@@ -153,8 +155,10 @@ class TaskRuntime:
         sink: EventSink | None = None,
         clock: Callable[[], int] = now_us,
         heartbeat_interval_s: float | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ) -> None:
         self._store = store
+        self._inline_max_bytes = inline_max_bytes
         self._defs = defs
         self._worker_id = worker_id
         self._sink = sink if sink is not None else LedgerSink(store)
@@ -294,11 +298,12 @@ class TaskRuntime:
                 request.run_id,
                 value,
                 request.attempt,
+                inline_max_bytes=self._inline_max_bytes,
             )
             output = ev.OutputRef(location, encoded.format, len(encoded.data), encoded.row_count)
             if running.stopped():  # ended while its value was written
                 return _stopped(running, bound)
-            self._record_result(request, output)
+            output = self._record_result(request, output)
             return ev.TaskFinished(outcome="succeeded", output=output)
         except Exception as exc:  # user code may raise anything
             if running.stopped():  # it failed because it was told to stop
@@ -329,37 +334,57 @@ class TaskRuntime:
         the attempt runs, and its own record is written beside it.
         """
         for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):
-            path = result_path(request, attempt_id)
-            try:
-                raw = json.loads(self._store.get(path).data)
-                return ev.OutputRef(**raw), attempt_id
-            except ObjectNotFoundError:
-                continue
-            except (ValueError, TypeError) as exc:  # torn or foreign record
-                UNREADABLE_RESULTS.inc()
-                log.warning(
-                    "task.result_record_unreadable",
-                    tenant_id=request.tenant_id,
-                    run_id=request.run_id,
-                    task_key=request.task_key,
-                    attempt_id=request.attempt_id,
-                    path=path,
-                    error=str(exc),
-                )
+            found = self._read_record(request, result_path(request, attempt_id))
+            if found is not None:
+                return found, attempt_id
         return None
 
-    def _record_result(self, request: TaskRequest, output: ev.OutputRef) -> None:
+    def _record_result(self, request: TaskRequest, output: ev.OutputRef) -> ev.OutputRef:
+        """Record `output` under the attempt; return the output the record holds.
+
+        The record is create-only: when the same attempt ran twice at once, the first
+        record wins and both executions report it (an inline value has no file that
+        could arbitrate, ADR 0021). A record that cannot be read counts as absent.
+        """
         data = json.dumps(
             {
                 "location": output.location,
                 "format": output.format,
                 "size_bytes": output.size_bytes,
                 "row_count": output.row_count,
+                # An inline location names no asset (ADR 0021): the record does.
+                "asset_key": request.asset_key,
             },
             sort_keys=True,
         ).encode("utf-8")
-        with contextlib.suppress(ObjectExistsError):  # another attempt recorded it first
-            self._store.put_if_absent(result_path(request), data)
+        path = result_path(request)
+        try:
+            self._store.put_if_absent(path, data)
+        except ObjectExistsError:  # this attempt ran twice; the first record wins
+            return self._read_record(request, path) or output
+        return output
+
+    def _read_record(self, request: TaskRequest, path: str) -> ev.OutputRef | None:
+        """The output recorded at `path`; None when absent or unreadable."""
+        try:
+            raw = json.loads(self._store.get(path).data)
+            return ev.OutputRef(
+                raw["location"], raw["format"], raw["size_bytes"], raw.get("row_count")
+            )
+        except ObjectNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:  # torn or foreign record
+            UNREADABLE_RESULTS.inc()
+            log.warning(
+                "task.result_record_unreadable",
+                tenant_id=request.tenant_id,
+                run_id=request.run_id,
+                task_key=request.task_key,
+                attempt_id=request.attempt_id,
+                path=path,
+                error=str(exc),
+            )
+            return None
 
 
 def _stopped(running: _Running, bound: Any) -> ev.TaskFinished:

@@ -28,7 +28,7 @@ from servo.engine.fold import EngineState
 from servo.engine.ids import dispatch_id, new_ulid, timer_id
 from servo.engine.request import TaskRequest, build_request
 from servo.sdk.context import AssetContext
-from servo.sdk.io import read_value
+from servo.sdk.io import is_inline, read_value
 from servo.storage.memory import MemoryObjectStore
 from servo.worker.runtime import TaskRuntime
 
@@ -53,6 +53,9 @@ class Model:
 
 
 class ResultReuse(RuleBasedStateMachine):
+    #: The runtime's inline limit: 0 writes every value to a file (ADR 0021).
+    inline_max_bytes = 0
+
     def __init__(self) -> None:
         super().__init__()
         self.model = model = Model()
@@ -70,7 +73,12 @@ class ResultReuse(RuleBasedStateMachine):
 
         self.defs = Definitions(assets=[work])
         self.runtime = TaskRuntime(
-            self.store, self.defs, worker_id="w1", sink=_Sink(), clock=lambda: next(model.now)
+            self.store,
+            self.defs,
+            worker_id="w1",
+            sink=_Sink(),
+            clock=lambda: next(model.now),
+            inline_max_bytes=self.inline_max_bytes,
         )
         model.runtime, model.machine = self.runtime, self
         planned = plan_tasks(self.defs, [TASK])
@@ -166,9 +174,9 @@ class ResultReuse(RuleBasedStateMachine):
         if task.status != s.SUCCEEDED:
             return
         assert task.output_location is not None and task.output_format is not None
-        producer = _attempt_of(task.output_location)
-        assert self.model.legit_value.get(producer) is True, (producer, self.model.legit_value)
         value = read_value(self.store, task.output_location, task.output_format)
+        producer = _attempt_of(task.output_location, value)
+        assert self.model.legit_value.get(producer) is True, (producer, self.model.legit_value)
         assert value == f"value of attempt {producer}"
 
     @invariant()
@@ -198,10 +206,22 @@ def _succeeded(report: Any) -> bool:
     )
 
 
-def _attempt_of(location: str) -> int:
+def _attempt_of(location: str, value: str) -> int:
+    """The attempt that wrote a value: from its file name, or for an inline value
+    (which has no file) from the value itself."""
+    if is_inline(location):
+        return int(value.rsplit(" ", 1)[1])
     name = location.rsplit("/", 1)[1].split(".", 1)[0]
     return int(name.rsplit("-", 1)[1]) if "-" in name else 1
 
 
+class InlineResultReuse(ResultReuse):
+    """The same properties when values travel inline: the record alone arbitrates."""
+
+    inline_max_bytes = 256
+
+
 ResultReuse.TestCase.settings = settings(max_examples=150, stateful_step_count=25)
+InlineResultReuse.TestCase.settings = settings(max_examples=150, stateful_step_count=25)
 test_result_reuse = ResultReuse.TestCase
+test_inline_result_reuse = InlineResultReuse.TestCase

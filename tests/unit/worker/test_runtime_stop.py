@@ -97,3 +97,23 @@ def test_an_unreadable_record_counts_as_absent(runtime: TaskRuntime) -> None:
     report = runtime.execute(req)
     assert not report.reused and finished(report).outcome == "succeeded"
     assert RUNS == ["a1"]
+
+
+def test_small_values_travel_inline_and_are_recorded(runtime: TaskRuntime) -> None:
+    req = request(1, "a1")
+    output = finished(runtime.execute(req)).output
+    assert output is not None and output.location == 'inline:"value"'
+    assert list(runtime._store.list_prefix("outputs/")) == []
+    assert runtime._store.head(result_path(req)) is not None
+
+
+def test_a_second_execution_of_an_attempt_reports_the_first_record(
+    runtime: TaskRuntime,
+) -> None:
+    """Two executions of one attempt at once: the record written first wins (an inline
+    value has no create-only file to arbitrate)."""
+    req = request(1, "a1")
+    first = ev.OutputRef('inline:"first"', "json", 7)
+    assert runtime._record_result(req, first) == first
+    second = ev.OutputRef('inline:"second"', "json", 8)
+    assert runtime._record_result(req, second) == first
