@@ -53,6 +53,7 @@ class Taken:
         ended: dispatch ids of attempts that left the pool.
         pool_broke: a pool broke; its workers may have written events they never
             reported (look in the ledger).
+        count: reports taken (an empty wake-up counts).
     """
 
     written: list[ev.Event] = field(default_factory=list)
@@ -60,6 +61,7 @@ class Taken:
     reported: list[ev.Event] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
     pool_broke: bool = False
+    count: int = 0
 
 
 class Inbox:
@@ -81,11 +83,17 @@ class Inbox:
     def empty(self) -> bool:
         return self._queue.empty()
 
-    def take(self, timeout: float = 0.0) -> Taken:
-        """Drain up to `MAX_TAKE` reports, waiting up to `timeout` for the first."""
-        taken = Taken()
+    def take(
+        self, timeout: float = 0.0, *, into: Taken | None = None, limit: int = MAX_TAKE
+    ) -> Taken:
+        """Drain up to `limit` reports, waiting up to `timeout` for the first.
+
+        Args:
+            into: add to what an earlier take of the same turn drained.
+        """
+        taken = Taken() if into is None else into
         block = timeout > 0
-        for _ in range(MAX_TAKE):
+        for _ in range(limit):
             try:
                 report = self._queue.get(block=block, timeout=timeout if block else None)
             except queue.Empty:
@@ -95,6 +103,7 @@ class Inbox:
                 self.fresh_at = max(self.fresh_at, self._clock())
                 break
             block = False
+            taken.count += 1
             if report.written:
                 taken.written.extend(report.events)
                 taken.paths.extend(report.paths)

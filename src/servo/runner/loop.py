@@ -9,6 +9,10 @@ protocol and a timer wheel; the engine's work is the reconcile step
    the step writes its events to the ledger before it returns any effect;
 3. applies the effects: attempts to stop, requests to enqueue, timers to arm
    (`servo.runner.outbox`);
+   reports that call for no prompt decision (an attempt started, a heartbeat, an
+   attempt left the pool, or while the pool holds a backlog a success) are gathered
+   for up to `GATHER_S` more, so a burst becomes one step and one ledger batch
+   while a chain step (upstream finished -> downstream dispatched) is not delayed;
 4. every `sweep_interval_s` the step also looks for stuck work and the runner for a
    cancel request written by another process; every `publish_interval_s`, and when
    the run ends, the step publishes (`servo.runner.publishing`).
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from servo.dispatch.local import LocalPoolDispatcher
+from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.cancellation import request_cancel
 from servo.engine.compactor import Compactor
@@ -51,7 +56,7 @@ from servo.engine.snapshot import PublishListener
 from servo.errors import EngineError
 from servo.observability.logging import get_logger
 from servo.runner import planning, recovery
-from servo.runner.inbox import Inbox, QueueSink, attempt_ended
+from servo.runner.inbox import MAX_TAKE, Inbox, QueueSink, Taken, attempt_ended
 from servo.runner.options import Progress, RunnerOptions, RunStart
 from servo.runner.outbox import OutboxPump
 from servo.runner.publishing import Publishing
@@ -63,6 +68,15 @@ if TYPE_CHECKING:
     from servo.sdk.definitions import Definitions
 
 log = get_logger(__name__)
+
+#: Longest a turn gathers reports that call for no prompt decision (see the module
+#: docstring); capped by the time to the next due timer, sweep or publish.
+GATHER_S = 0.005
+#: Events whose fold decides nothing that cannot wait `GATHER_S`.
+_PATIENT = (ev.TaskStarted, ev.TaskHeartbeat)
+#: Attempts held per pool slot beyond which a success dispatches nothing that would
+#: start sooner (what it makes ready queues behind the backlog anyway).
+_BACKLOG_PER_SLOT = 2
 
 _COUNTED = (s.SUCCEEDED, s.FAILED, s.SKIPPED, s.RUNNING, s.DISPATCHED, s.CANCELLED, s.RETRY_WAIT)
 
@@ -286,7 +300,7 @@ class EmbeddedRunner:
             wait_s: how long to wait for the first report.
             sweep: sweep now, whenever the last sweep was.
         """
-        taken = self.inbox.take(wait_s)
+        taken = self._gather(self.inbox.take(wait_s))
         now = self._clock()  # the step acts as of this wake-up
         self._pump.ended(taken.ended)
         written, paths = taken.written, taken.paths
@@ -374,6 +388,36 @@ class EmbeddedRunner:
             if self._stop_deadline is not None and self._stopped(run_id):
                 return run
             wait_s = self._wait_timeout()
+
+    def _gather(self, taken: Taken) -> Taken:
+        """Add reports arriving within `GATHER_S` while none of those taken is urgent."""
+        if taken.count == 0 or self._stop_deadline is not None:
+            return taken  # a timer, sweep or publish is due, or a stop was asked
+        until = time.monotonic() + min(GATHER_S, self._wait_timeout())
+        while taken.count < MAX_TAKE and not self._urgent(taken):
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            before = taken.count
+            self.inbox.take(left, into=taken, limit=MAX_TAKE - taken.count)
+            if taken.count == before:
+                break
+        return taken
+
+    def _urgent(self, taken: Taken) -> bool:
+        """Whether `taken` holds a report whose step should not wait (module docstring)."""
+        if taken.pool_broke:
+            return True
+        backlog = len(self._pump.held) > _BACKLOG_PER_SLOT * self.options.concurrency
+        for events in (taken.written, taken.reported):
+            for event in events:
+                payload = event.payload
+                if isinstance(payload, _PATIENT):
+                    continue
+                if backlog and isinstance(payload, ev.TaskFinished) and payload.output:
+                    continue
+                return True
+        return False
 
     def _step(self, inputs: Inputs) -> None:
         """One reconcile step with this turn's dispatch outcomes; apply its effects."""
