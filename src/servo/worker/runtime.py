@@ -17,10 +17,12 @@ Steps for a `TaskRequest`:
 A small JSON value is not written to a file: it travels inline in `TaskFinished`
 (``inline_max_bytes``, ADR 0021).
 
-Results are recorded per attempt (``results/{tenant}/{workspace}/{key}/{attempt_id}.json``)
-because an attempt the engine ended for a timeout or a cancel may still return later:
-its result must never become the task's result, and the request for the next attempt
-never lists it as reusable.
+Results are recorded per attempt
+(``results/{tenant}/{workspace}/{key[:2]}/{key}.{attempt_id}.json``, 256 shared
+directories rather than a new one per task; records of earlier versions, at
+``.../{key}/{attempt_id}.json``, are still found) because an attempt the engine
+ended for a timeout or a cancel may still return later: its result must never become
+the task's result, and the request for the next attempt never lists it as reusable.
 
 While attempts run, one heartbeat thread per runtime reports `TaskHeartbeat` for each
 of them every `heartbeat_interval_s`. `stop(attempt_id, reason)` asks a running attempt
@@ -127,7 +129,14 @@ def result_path(request: TaskRequest, attempt_id: str | None = None) -> str:
     """Where an attempt (default: the request's) records the result of the task."""
     key = request.idempotency_key
     attempt = attempt_id or request.attempt_id
-    return f"results/{request.tenant_id}/{request.workspace_id}/{key}/{attempt}.json"
+    return f"results/{request.tenant_id}/{request.workspace_id}/{key[:2]}/{key}.{attempt}.json"
+
+
+def legacy_result_path(request: TaskRequest, attempt_id: str) -> str:
+    """Where versions before ADR 0021 recorded an attempt's result (one directory per
+    task); read so that a run resumed across an upgrade still reuses its results."""
+    key = request.idempotency_key
+    return f"results/{request.tenant_id}/{request.workspace_id}/{key}/{attempt_id}.json"
 
 
 @dataclass(slots=True)
@@ -334,9 +343,10 @@ class TaskRuntime:
         the attempt runs, and its own record is written beside it.
         """
         for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):
-            found = self._read_record(request, result_path(request, attempt_id))
-            if found is not None:
-                return found, attempt_id
+            for path in (result_path(request, attempt_id), legacy_result_path(request, attempt_id)):
+                found = self._read_record(request, path)
+                if found is not None:
+                    return found, attempt_id
         return None
 
     def _record_result(self, request: TaskRequest, output: ev.OutputRef) -> ev.OutputRef:

@@ -10,7 +10,7 @@ from servo.engine.request import TaskRequest
 from servo.observability import metrics
 from servo.sdk.context import AssetContext
 from servo.storage.memory import MemoryObjectStore
-from servo.worker.runtime import TaskReport, TaskRuntime, result_path
+from servo.worker.runtime import TaskReport, TaskRuntime, legacy_result_path, result_path
 
 RUNS: list[str] = []
 
@@ -117,3 +117,15 @@ def test_a_second_execution_of_an_attempt_reports_the_first_record(
     assert runtime._record_result(req, first) == first
     second = ev.OutputRef('inline:"second"', "json", 8)
     assert runtime._record_result(req, second) == first
+
+
+def test_a_record_in_the_layout_of_earlier_versions_is_reused(runtime: TaskRuntime) -> None:
+    """A run resumed across an upgrade reuses what a lost attempt recorded before it."""
+    legacy = legacy_result_path(request(1, "a1"), "a1")
+    assert legacy != result_path(request(1, "a1"))
+    record = b'{"location": "outputs/x.json", "format": "json", "size_bytes": 1, "row_count": null}'
+    runtime._store.put_if_absent(legacy, record)
+    reused = runtime.execute(request(2, "a2", reusable=("a1",)))
+    assert reused.reused and RUNS == []
+    output = finished(reused).output
+    assert output is not None and output.location == "outputs/x.json"
