@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import sys
 import threading
@@ -307,19 +308,26 @@ class _Routing:
 _routing = _Routing()
 
 
+@functools.cache
+def _processors() -> list[Any]:
+    """The console processors of attempt loggers: stateless, so built once per process
+    (building a console renderer per attempt cost more than a small asset's body)."""
+    return [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+        structlog.processors.format_exc_info,
+        structlog.dev.ConsoleRenderer(
+            colors=False, pad_event_to=0, exception_formatter=structlog.dev.plain_traceback
+        ),
+    ]
+
+
 def attempt_logger(sink: AttemptLog) -> Any:
     """A structlog logger writing every record, as a console line, to `sink`."""
     return structlog.wrap_logger(
         structlog.PrintLogger(file=cast(TextIO, sink)),
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(
-                colors=False, pad_event_to=0, exception_formatter=structlog.dev.plain_traceback
-            ),
-        ],
+        processors=_processors(),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         context_class=dict,
         cache_logger_on_first_use=True,
