@@ -26,6 +26,7 @@ Rules (ADR 0003):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -219,15 +220,21 @@ def _before_first_attempt(
     return TaskState(s.PENDING, satisfied)
 
 
+_DERIVED = TaskState.__slots__
+#: Reads the derived columns of a `TaskState` or a `TaskRow` as one tuple (in C): most
+#: derivations change nothing, and one tuple compare settles that.
+_DERIVED_OF = operator.attrgetter(*_DERIVED)
+
+
 def apply_task_state(task: TaskRow, state: TaskState) -> bool:
     """Copy derived columns onto `task`; True when anything changed."""
-    changed = False
-    for name in TaskState.__slots__:
-        value = getattr(state, name)
-        if getattr(task, name) != value:
+    new, old = _DERIVED_OF(state), _DERIVED_OF(task)
+    if new == old:
+        return False
+    for name, value, current in zip(_DERIVED, new, old, strict=True):
+        if current != value:
             setattr(task, name, value)
-            changed = True
-    return changed
+    return True
 
 
 def summarize_run(run: RunRow, counts: Mapping[str, int], tasks: Sequence[TaskRow]) -> bool:
