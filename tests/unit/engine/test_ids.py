@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
 
+import pytest
 from ulid import ULID
 
 from servo.engine.ids import new_ulid, run_id_for_key
@@ -39,3 +41,21 @@ def test_forked_workers_draw_different_ids() -> None:
 def test_run_id_for_an_idempotency_key_is_stable_and_scoped() -> None:
     assert run_id_for_key("t", "w", "k") == run_id_for_key("t", "w", "k")
     assert run_id_for_key("t", "w", "k") != run_id_for_key("t2", "w", "k")
+
+
+def test_every_random_bit_reaches_the_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 10-bit table lookups spell what 5-bit digits would, for any random bits."""
+    from servo.engine import ids
+
+    class Drawn:
+        bits = 0
+
+        def getrandbits(self, _: int) -> int:
+            return self.bits
+
+    drawn = Drawn()
+    monkeypatch.setattr(ids, "_RNG", drawn)
+    for bits in (0, (1 << 80) - 1, *(random.Random(7).getrandbits(80) for _ in range(200))):
+        drawn.bits = bits
+        parsed = ULID.from_str(new_ulid())
+        assert int.from_bytes(parsed.bytes[6:], "big") == bits
