@@ -391,10 +391,12 @@ class EmbeddedRunner:
 
     def _gather(self, taken: Taken) -> Taken:
         """Add reports arriving within `GATHER_S` while none of those taken is urgent."""
-        if taken.count == 0 or self._stop_deadline is not None:
+        if taken.count == 0 or self._stop_asked():
             return taken  # a timer, sweep or publish is due, or a stop was asked
         until = time.monotonic() + min(GATHER_S, self._wait_timeout())
         while taken.count < MAX_TAKE and not self._urgent(taken):
+            if self._stop_asked():  # asked while gathering (another thread)
+                break
             left = until - time.monotonic()
             if left <= 0:
                 break
@@ -403,6 +405,9 @@ class EmbeddedRunner:
             if taken.count == before:
                 break
         return taken
+
+    def _stop_asked(self) -> bool:
+        return self._stop_deadline is not None
 
     def _urgent(self, taken: Taken) -> bool:
         """Whether `taken` holds a report whose step should not wait (module docstring)."""

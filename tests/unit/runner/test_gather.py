@@ -115,3 +115,17 @@ def test_a_success_waits_while_the_pool_holds_a_backlog(
     started = time.monotonic()
     run = runner.turn(run_id, 1.0)
     assert run.status == s.RUN_SUCCEEDED and time.monotonic() - started >= 0.15
+
+
+def test_a_stop_asked_while_gathering_ends_the_gathering(
+    dispatched: tuple[EmbeddedRunner, str, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, run_id, scope = dispatched
+    monkeypatch.setattr(loop, "GATHER_S", 5.0)
+    runner.inbox.put(Report((ev.Event.new(ev.TaskStarted(worker_id="w"), **scope),)))  # type: ignore[arg-type]
+    timer = threading.Timer(0.05, runner.request_stop, args=(10.0,))
+    timer.start()
+    started = time.monotonic()
+    runner.turn(run_id, 1.0)
+    timer.join()
+    assert time.monotonic() - started < 0.6  # not the 1 s the publish interval allows
