@@ -125,17 +125,20 @@ class LedgerSink:
         return writer.append([event])
 
 
-def result_path(request: TaskRequest, attempt_id: str | None = None) -> str:
-    """Where an attempt (default: the request's) records the result of the task."""
-    key = request.idempotency_key
+def result_path(
+    request: TaskRequest, attempt_id: str | None = None, *, key: str | None = None
+) -> str:
+    """Where an attempt (default: the request's) records the result of the task
+    (`key`: the request's idempotency key, when the caller has it already)."""
+    key = key or request.idempotency_key
     attempt = attempt_id or request.attempt_id
     return f"results/{request.tenant_id}/{request.workspace_id}/{key[:2]}/{key}.{attempt}.json"
 
 
-def legacy_result_path(request: TaskRequest, attempt_id: str) -> str:
+def legacy_result_path(request: TaskRequest, attempt_id: str, *, key: str | None = None) -> str:
     """Where versions before ADR 0021 recorded an attempt's result (one directory per
     task); read so that a run resumed across an upgrade still reuses its results."""
-    key = request.idempotency_key
+    key = key or request.idempotency_key
     return f"results/{request.tenant_id}/{request.workspace_id}/{key}/{attempt_id}.json"
 
 
@@ -247,7 +250,8 @@ class TaskRuntime:
     def execute(self, request: TaskRequest) -> TaskReport:
         """Run one attempt and report it (see the module docstring)."""
         report = TaskReport()
-        found = self._recorded_result(request)
+        key = request.idempotency_key  # a hash: made once per execution
+        found = self._recorded_result(request, key)
         if found is not None:
             recorded, recorded_by = found
             report.reused = True
@@ -266,7 +270,7 @@ class TaskRuntime:
         self._start_heartbeats()
         ACTIVE.inc()
         try:
-            finished = self._run(request, running)
+            finished = self._run(request, running, key)
         finally:
             ACTIVE.dec()
             with self._active_lock:
@@ -277,29 +281,31 @@ class TaskRuntime:
         self._emit(report, request, replace(finished, duration_s=round(duration, 6)))
         return report
 
-    def _run(self, request: TaskRequest, running: _Running) -> ev.TaskFinished:
-        bound = log.bind(
-            tenant_id=request.tenant_id,
-            run_id=request.run_id,
-            task_key=request.task_key,
-            attempt_id=request.attempt_id,
-        )
+    def _run(self, request: TaskRequest, running: _Running, key: str) -> ev.TaskFinished:
+        def bound() -> Any:  # bound on the paths that log only: binding costs per task
+            return log.bind(
+                tenant_id=request.tenant_id,
+                run_id=request.run_id,
+                task_key=request.task_key,
+                attempt_id=request.attempt_id,
+            )
+
         try:
             definition = self._defs.assets[request.asset_key]
             values = {i.name: read_value(self._store, i.location, i.format) for i in request.inputs}
-            context = AssetContext(
-                run_id=request.run_id,
-                asset_key=request.asset_key,
-                partition_key=request.partition_key,
-                attempt=request.attempt,
-                attempt_id=request.attempt_id,
-                log=bound,
-                stop_event=running.stop_event,
-            )
             with capture_output(self._store, request) as captured:
-                value = definition.call(values, replace(context, log=captured.log))
+                context = AssetContext(
+                    run_id=request.run_id,
+                    asset_key=request.asset_key,
+                    partition_key=request.partition_key,
+                    attempt=request.attempt,
+                    attempt_id=request.attempt_id,
+                    log=captured.log,
+                    stop_event=running.stop_event,
+                )
+                value = definition.call(values, context)
             if running.stopped():
-                return _stopped(running, bound)
+                return _stopped(running, bound())
             location, encoded = write_value(
                 self._store,
                 request.asset_key,
@@ -311,16 +317,16 @@ class TaskRuntime:
             )
             output = ev.OutputRef(location, encoded.format, len(encoded.data), encoded.row_count)
             if running.stopped():  # ended while its value was written
-                return _stopped(running, bound)
-            output = self._record_result(request, output)
+                return _stopped(running, bound())
+            output = self._record_result(request, output, key)
             return ev.TaskFinished(outcome="succeeded", output=output)
         except Exception as exc:  # user code may raise anything
             if running.stopped():  # it failed because it was told to stop
-                return replace(_stopped(running, bound), error_traceback=_traceback(exc))
+                return replace(_stopped(running, bound()), error_traceback=_traceback(exc))
             kind = classify(exc)
             # The policy planned with the run decides, not the definitions loaded now.
             retryable = request.retry is not None and request.retry.is_retryable(kind)
-            bound.info(  # the run summary reports it; a failing asset is no Servo fault
+            bound().info(  # the run summary reports it; a failing asset is no Servo fault
                 "task.failed",
                 error_type=type(exc).__name__,
                 error_kind=kind.value,
@@ -335,7 +341,7 @@ class TaskRuntime:
                 retryable=retryable,
             )
 
-    def _recorded_result(self, request: TaskRequest) -> tuple[ev.OutputRef, str] | None:
+    def _recorded_result(self, request: TaskRequest, key: str) -> tuple[ev.OutputRef, str] | None:
         """The result this attempt or a reusable earlier one recorded, and the attempt
         that recorded it; None when there is none.
 
@@ -343,13 +349,18 @@ class TaskRuntime:
         the attempt runs, and its own record is written beside it.
         """
         for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):
-            for path in (result_path(request, attempt_id), legacy_result_path(request, attempt_id)):
+            for path in (
+                result_path(request, attempt_id, key=key),
+                legacy_result_path(request, attempt_id, key=key),
+            ):
                 found = self._read_record(request, path)
                 if found is not None:
                     return found, attempt_id
         return None
 
-    def _record_result(self, request: TaskRequest, output: ev.OutputRef) -> ev.OutputRef:
+    def _record_result(
+        self, request: TaskRequest, output: ev.OutputRef, key: str | None = None
+    ) -> ev.OutputRef:
         """Record `output` under the attempt; return the output the record holds.
 
         The record is create-only: when the same attempt ran twice at once, the first
@@ -367,7 +378,7 @@ class TaskRuntime:
             },
             sort_keys=True,
         ).encode("utf-8")
-        path = result_path(request)
+        path = result_path(request, key=key)
         try:
             self._store.put_if_absent(path, data)
         except ObjectExistsError:  # this attempt ran twice; the first record wins
