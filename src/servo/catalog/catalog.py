@@ -7,7 +7,8 @@ timeouts come from ``database.pool_size`` and ``database.connection_timeout``; t
 PostgreSQL circuit breaker from ``circuit_breaker.postgres`` (``SERVO_CB_POSTGRES_*``).
 
 Schema: a SQLite catalog is migrated when opened (the embedded mode needs no setup
-step); a PostgreSQL catalog must already be at this Servo's revision — migrating
+step) — a new file gets the head schema directly, without Alembic
+(`servo.catalog.migrate.create_fresh`); a PostgreSQL catalog must already be at this Servo's revision — migrating
 needs the owner's rights, which the application (``servo_app``) does not have —
 so opening one that is not raises `CatalogSchemaError` naming ``servo catalog
 migrate``.
@@ -26,7 +27,7 @@ from servo.catalog.database import DEFAULT_RETRY, Backend, Database, now_us
 from servo.catalog.executions import SqlExecutionCatalog
 from servo.catalog.lineage import SqlLineageCatalog
 from servo.catalog.materializations import SqlMaterializationCatalog
-from servo.catalog.migrate import HEAD_REVISION, stored_revision, upgrade
+from servo.catalog.migrate import HEAD_REVISION, create_fresh, stored_revision, upgrade
 from servo.catalog.postgres import PostgresBackend, create_postgres_engine, migration_engine
 from servo.catalog.projection import SqlProjectionCatalog
 from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine, sqlite_url
@@ -176,7 +177,10 @@ def open_catalog(
 
 
 def _upgrade(db: Database, engine: sa.Engine) -> None:
-    """Migrate to the head revision, driver errors translated like any operation's."""
+    """Bring a SQLite catalog to the head revision: created directly when the file is
+    new, else migrated by Alembic; driver errors translated like any operation's."""
+    if db.run("catalog.migrate", None, create_fresh, write=True):
+        return
     try:
         upgrade(engine)
     except sa.exc.SQLAlchemyError as exc:

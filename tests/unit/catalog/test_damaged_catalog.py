@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,20 @@ def _full(message: str) -> sa.exc.OperationalError:
 
 
 @pytest.mark.parametrize("message", ["database or disk is full", "disk I/O error"])
+@pytest.mark.parametrize("step", ["create_fresh", "upgrade"])
 def test_a_full_disk_while_migrating_names_the_file_logs_and_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str, step: str
 ) -> None:
-    def no_space(_engine: sa.Engine) -> None:
+    """A new file is created without Alembic (`create_fresh`), an older one migrated
+    (`upgrade`): a full disk in either says the same."""
+
+    def no_space(_target: object) -> None:
         raise _full(message)
 
-    monkeypatch.setattr("servo.catalog.catalog.upgrade", no_space)
+    if step == "upgrade":  # a file with tables but no revision: Alembic migrates it
+        with closing(sqlite3.connect(tmp_path / "catalog.db")) as older:
+            older.execute("CREATE TABLE leftover (x INTEGER)")
+    monkeypatch.setattr(f"servo.catalog.catalog.{step}", no_space)
     labels = {"operation": "catalog.migrate", "error_type": "CatalogDiskError"}
     before = metrics.sample("servo_catalog_errors_total", labels)
     configure_logging("DEBUG", "json")  # info must not be filtered out before capture
