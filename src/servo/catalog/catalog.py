@@ -8,10 +8,10 @@ PostgreSQL circuit breaker from ``circuit_breaker.postgres`` (``SERVO_CB_POSTGRE
 
 Schema: a SQLite catalog is migrated when opened (the embedded mode needs no setup
 step) — a new file gets the head schema directly, without Alembic
-(`servo.catalog.migrate.create_fresh`); a PostgreSQL catalog must already be at this Servo's revision — migrating
-needs the owner's rights, which the application (``servo_app``) does not have —
-so opening one that is not raises `CatalogSchemaError` naming ``servo catalog
-migrate``.
+(`servo.catalog.migrate.create_fresh`); a PostgreSQL catalog must already be at this
+Servo's revision — migrating needs the owner's rights, which the application
+(``servo_app``) does not have — so opening one that is not raises
+`CatalogSchemaError` naming ``servo catalog migrate``.
 """
 
 from __future__ import annotations
