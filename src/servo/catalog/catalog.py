@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -31,6 +30,7 @@ from servo.catalog.migrate import HEAD_REVISION, create_fresh, stored_revision, 
 from servo.catalog.postgres import PostgresBackend, create_postgres_engine, migration_engine
 from servo.catalog.projection import SqlProjectionCatalog
 from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine, sqlite_url
+from servo.catalog.sqlite_file import check_home_catalog, damaged, home_catalog_path, is_damaged
 from servo.catalog.workflows import SqlWorkflowCatalog
 from servo.config.settings import Settings
 from servo.errors import (
@@ -44,12 +44,8 @@ from servo.observability.logging import get_logger
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 from servo.resilience.clock import Clock, monotonic
 from servo.resilience.retry import RetryPolicy
-from servo.storage.home import check_home
 
 log = get_logger(__name__)
-
-#: The SQLite catalog's file name under the Servo home.
-SQLITE_FILE = "catalog.db"
 
 
 class SqlCatalog:
@@ -85,7 +81,7 @@ class SqlCatalog:
 
 def catalog_url(settings: Settings) -> str:
     """The catalog's URL: ``database.url``, else the SQLite file under the home."""
-    return settings.database.url or sqlite_url(Path(settings.home) / SQLITE_FILE)
+    return settings.database.url or sqlite_url(home_catalog_path(settings.home))
 
 
 def is_postgres(url: str) -> bool:
@@ -131,11 +127,8 @@ def open_catalog(
     """
     url = catalog_url(settings)
     backend = _backend_of(url)
-    if settings.database.url is None and Path(settings.home).exists():
-        # SQLite needs to write, even to read. (A missing home is created with its
-        # parents, as the object store does; the CLI refuses a missing parent first.)
-        check_home(Path(settings.home), write=True)
-        _check_sqlite_header(settings, url)
+    if settings.database.url is None:
+        check_home_catalog(settings.home)
     options = settings.database
     if isinstance(backend, PostgresBackend):
         engine = create_postgres_engine(
@@ -187,45 +180,9 @@ def _upgrade(db: Database, engine: sa.Engine) -> None:
         raise db.translate(exc, "catalog.migrate", None) from exc
 
 
-#: The first bytes of every SQLite database file.
-SQLITE_HEADER = b"SQLite format 3\x00"
-#: SQLite's words for a file that is not (or no longer) a database.
-_DAMAGE_MARKERS = ("file is not a database", "malformed", "not a database", "readonly database")
-
-
-def is_damaged(error: BaseException) -> bool:
-    """Whether a catalog error says the SQLite file is damaged (or cannot be written)."""
-    text = str(error).lower()
-    return any(marker in text for marker in _DAMAGE_MARKERS)
-
-
-def _check_sqlite_header(settings: Settings, url: str) -> None:
-    """Refuse a catalog file that is not SQLite at all, before the driver complains."""
-    path = Path(sa.make_url(url).database or "")
-    try:
-        with path.open("rb") as file:
-            header = file.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise _damaged(settings, url, CatalogError(str(exc))) from exc
-    if header and header != SQLITE_HEADER:
-        raise _damaged(settings, url, CatalogError("file is not a database"))
-
-
 def _damaged(settings: Settings, url: str, exc: CatalogError) -> CatalogCorruptError:
-    path = sa.make_url(url).database or url
-    log.info("catalog.damaged", path=path, error=str(exc))  # the CLI prints the error
-    if "readonly" in str(exc).lower():
-        return CatalogCorruptError(
-            f"the catalog {path} is read-only ({exc}): make it writable (chmod u+w {path}) "
-            "or pass another --home"
-        )
-    home = f" --home {settings.home}" if settings.database.url is None else ""
-    return CatalogCorruptError(
-        f"the catalog {path} is damaged ({exc}): run 'servo doctor{home} --repair' to "
-        "move it aside and rebuild it from the ledger"
-    )
+    home = settings.home if settings.database.url is None else None
+    return damaged(sa.make_url(url).database or url, home, exc)
 
 
 def _disk_error(settings: Settings, url: str, exc: CatalogError) -> CatalogDiskError:

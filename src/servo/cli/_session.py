@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: Loaded when neither ``--defs`` nor ``SERVO_DEFS`` is given and it exists.
 DEFAULT_DEFS = "definitions.py"
-#: The embedded catalog's file under the home (``servo.catalog.catalog.SQLITE_FILE``,
+#: The embedded catalog's file under the home (``servo.catalog.sqlite_file.SQLITE_FILE``,
 #: repeated here so that deciding where to read does not import SQLAlchemy).
 CATALOG_FILE = "catalog.db"
 

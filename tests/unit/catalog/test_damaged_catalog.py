@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from servo.catalog.catalog import is_damaged, open_catalog
+from servo.catalog.catalog import open_catalog
 from servo.catalog.sqlite import SqliteBackend
+from servo.catalog.sqlite_file import is_damaged
 from servo.config.settings import Settings
 from servo.errors import CatalogCorruptError, CatalogDiskError, CatalogError, HomeError
 from servo.observability import metrics
