@@ -9,7 +9,7 @@ transaction, two statements at most, no lock held across them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from servo.catalog.run_records import (
     ExecutionStatus,
     ExecutionTask,
     TaskSpec,
+    flat_dict,
 )
 from servo.catalog.schema import executions
 
@@ -67,7 +68,7 @@ def execution_rows(
     rows = []
     for spec in specs:
         _check_status(spec.status)
-        row = asdict(spec)
+        row = flat_dict(spec)
         requested_at = spec.requested_at or now
         row.update(
             id=execution_id_of(tenant, spec.execution_id, requested_at),
@@ -83,7 +84,7 @@ def execution_rows(
 def task_rows(tenant: str | None, specs: Sequence[TaskSpec], now: int) -> list[dict[str, Any]]:
     """Parameters for upserting `specs` (the last spec of a task wins)."""
     latest = {(s.execution_id, s.task_key): s for s in specs}
-    return [{**asdict(s), "tenant_id": tenant, "updated_at": now} for s in latest.values()]
+    return [{**flat_dict(s), "tenant_id": tenant, "updated_at": now} for s in latest.values()]
 
 
 class SqlExecutionCatalog:

@@ -9,7 +9,7 @@ lists are newest first by id, with keyset cursors on that id.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from servo.catalog.database import Database
 from servo.catalog.ids import materialization_id_of
 from servo.catalog.pagination import check_page, decode_cursor, to_page
 from servo.catalog.records import Page
-from servo.catalog.run_records import Materialization, MaterializationSpec
+from servo.catalog.run_records import Materialization, MaterializationSpec, flat_dict
 from servo.catalog.schema import materializations
 
 #: Rows per ``executemany`` (psycopg pipelines them; a multi-row VALUES statement
@@ -51,7 +51,7 @@ def materialization_rows(
             )
     return [
         {
-            **asdict(s),
+            **flat_dict(s),
             "id": materialization_id_of(
                 tenant,
                 s.execution_id,

@@ -6,8 +6,8 @@ Records come back from reads, specs go into writes; times are epoch microseconds
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Final, Literal
 
 from servo.engine.ids import DEFAULT_WORKSPACE
 
@@ -289,3 +289,19 @@ class ProjectionBatch:
     executions: tuple[ExecutionSpec, ...] = ()
     tasks: tuple[TaskSpec, ...] = ()
     materializations: tuple[MaterializationSpec, ...] = ()
+
+
+def flat_dict(spec: Any) -> dict[str, Any]:
+    """The fields of a flat spec dataclass (scalars only) as a new dict.
+
+    `dataclasses.asdict` copies recursively, field by field, through deep copies: it
+    was half of the catalog projection's time on a 1,000-task run. The specs hold
+    only scalars, so one ``getattr`` per field is the same dict.
+    """
+    names = _FIELD_NAMES.get(type(spec))
+    if names is None:
+        names = _FIELD_NAMES[type(spec)] = tuple(f.name for f in fields(spec))
+    return {name: getattr(spec, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}

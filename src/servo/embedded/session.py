@@ -6,17 +6,22 @@ this order:
 1. open the home's object store (`servo.storage.factory.open_store`), or use the store
    given (an in-memory home);
 2. in a home (`open_runner`): take the home lock, then set aside what the runner could
-   not read (a torn file after a power loss; `servo.maintenance.salvage`), then open
-   the catalog and register the definitions (`catalog_for_run`); an in-memory home
-   has no lock and no catalog;
-3. build the `EmbeddedRunner` with the catalog projector as its publish listener;
+   not read (a torn file after a power loss; `servo.maintenance.salvage`), then start
+   the catalog's background thread (`servo.embedded.catalog_sync`), which opens the
+   catalog, registers the definitions (`catalog_for_run`) and projects what the run
+   publishes; an in-memory home has no lock and no catalog;
+3. build the `EmbeddedRunner` with that thread as its publish listener;
 4. start the run (or find the run of the idempotency key) and drive it to its end,
    inside the caller's `Watch` (the CLI's progress bar);
-5. return the run, its tasks and each task's current attempt (`RunOutcome`).
+5. let the catalog catch up (a bounded wait), and return the run, its tasks and each
+   task's current attempt (`RunOutcome`).
 
 A catalog that cannot be reached does not stop the run: a warning says so and the
-next run catches up from the projector's checkpoint. A PostgreSQL catalog that was
-never migrated does (``servo catalog migrate``).
+next run catches up from the projector's checkpoint. What must stop it is checked
+before the run, in this thread: a home's catalog file that is not SQLite
+(`servo.catalog.sqlite_file`), and a PostgreSQL catalog that was never migrated
+(``servo catalog migrate``) — a server catalog (``database.url``) is opened here;
+only the home's SQLite file is opened in the background.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from servo.errors import ConfigError
 if TYPE_CHECKING:
     from servo.catalog.protocol import Catalog
     from servo.config.settings import Settings
+    from servo.embedded.catalog_sync import CatalogSync
     from servo.engine.schema import AttemptRow, RunRow, TaskRow
+    from servo.engine.snapshot import Snapshot
     from servo.runner import EmbeddedRunner, Progress, RunnerOptions, RunStart
     from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
@@ -95,21 +102,25 @@ def catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -
     says why and what to do, ``servo_runs_without_catalog_total`` counts it, and the run
     goes on; the next run's projector catches up from its checkpoint.
     """
-    from servo.catalog import open_catalog, register_definitions
+    catalog = _open_or_warn(settings, tenant)
+    return None if catalog is None else _registered(catalog, tenant, definitions)
+
+
+def _open_or_warn(settings: Settings, tenant: str) -> Catalog | None:
+    from servo.catalog import open_catalog
     from servo.errors import CatalogUnavailableError
     from servo.observability import metrics
     from servo.observability.logging import get_logger
 
-    log = get_logger(__name__)
     try:
-        catalog = open_catalog(settings)
+        return open_catalog(settings)
     except CatalogUnavailableError as exc:
         metrics.counter(
             "servo_runs_without_catalog_total",
             "Runs that went on without the catalog (it catches up later), by error.",
             ["error_type"],
         ).labels(type(exc).__name__).inc()
-        log.warning(
+        get_logger(__name__).warning(
             "catalog.unavailable_run_continues",
             tenant_id=tenant,
             error_type=type(exc).__name__,
@@ -117,14 +128,67 @@ def catalog_for_run(settings: Settings, tenant: str, definitions: Definitions) -
             recovery="the run goes on; the catalog catches up on the next run",
         )
         return None
+
+
+def _registered(catalog: Catalog, tenant: str, definitions: Definitions) -> Catalog:
+    from servo.catalog import register_definitions
+    from servo.errors import CatalogUnavailableError
+    from servo.observability.logging import get_logger
+
     try:
         register_definitions(catalog, tenant, definitions)
     except CatalogUnavailableError as exc:
-        log.warning("catalog.definitions_not_registered", tenant_id=tenant, error=str(exc))
+        get_logger(__name__).warning(
+            "catalog.definitions_not_registered", tenant_id=tenant, error=str(exc)
+        )
     except BaseException:
         catalog.close()
         raise
     return catalog
+
+
+def start_catalog_sync(
+    settings: Settings,
+    tenant: str,
+    definitions: Definitions,
+    store: ObjectStore,
+    workspace_id: str,
+) -> CatalogSync:
+    """The running background thread that keeps the catalog up with this runner.
+
+    The home's SQLite catalog is checked here (a home that cannot be written or a
+    file that is not SQLite stops the command) and opened in the thread; a server
+    catalog (``database.url``) is opened here, so that one never migrated stops the
+    run before it starts, and only registering and projecting are left to the thread.
+
+    Raises:
+        HomeError: the home cannot be written.
+        CatalogCorruptError: the home's catalog file is not a SQLite database.
+        CatalogSchemaError: the PostgreSQL catalog is not at this Servo's revision.
+        ConfigError: ``database.url`` is not a supported URL.
+    """
+    from servo.embedded.catalog_sync import CatalogSync
+
+    opener: Callable[[], Catalog | None]
+    if settings.database.url is None:
+        from servo.catalog.sqlite_file import check_home_catalog
+
+        check_home_catalog(settings.home)
+        opener = partial(catalog_for_run, settings, tenant, definitions)
+    else:
+        catalog = _open_or_warn(settings, tenant)
+        opener = (
+            (lambda: None)
+            if catalog is None
+            else partial(_registered, catalog, tenant, definitions)
+        )
+
+    def projector(catalog: Catalog) -> Callable[[Snapshot], object]:
+        from servo.catalog.projector import CatalogProjector
+
+        return CatalogProjector(catalog, store, tenant, workspace_id)
+
+    return CatalogSync(opener, projector).start()
 
 
 def runner_options(
@@ -177,8 +241,9 @@ def open_runner(
     before any state is read or the catalog opened, and held until the context ends;
     `purpose` is what the lock file says the holder does. Under it, unreadable objects
     the runner would read are set aside (`servo.maintenance.salvage`). The catalog is
-    opened, and the definitions registered, before the runner starts; both are closed
-    when the context ends.
+    opened, the definitions registered and the run projected in the background
+    (`start_catalog_sync`); when the context ends the catalog is given a bounded
+    wait to catch up, then closed.
 
     Raises:
         HomeBusyError: another live process drives runs on the home.
@@ -203,18 +268,17 @@ def _runner_in(
         from servo.maintenance.salvage import salvage_scope
 
         salvage_scope(store, tenant, options.workspace_id)
-    catalog = None if settings is None else catalog_for_run(settings, tenant, definitions)
+    sync = None
+    if settings is not None:
+        sync = start_catalog_sync(settings, tenant, definitions, store, options.workspace_id)
     try:
         with EmbeddedRunner(store, definitions, options) as runner:
-            if catalog is not None:
-                from servo.catalog.projector import CatalogProjector
-
-                projector = CatalogProjector(catalog, store, tenant, options.workspace_id)
-                runner.add_publish_listener(projector)
+            if sync is not None:
+                runner.add_publish_listener(sync)
             yield runner
     finally:
-        if catalog is not None:
-            catalog.close()
+        if sync is not None:
+            sync.close()
 
 
 def _no_watch(_runner: EmbeddedRunner, _start: RunStart) -> AbstractContextManager[None]:
