@@ -7,16 +7,13 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from servo.engine.schema import TERMINAL_TASK_STATUSES, RunRow, TaskRow
 from servo.engine.vocabulary import TaskStatus
+
+if TYPE_CHECKING:  # rich is imported where something is drawn: not for --json
+    from rich.progress import Progress as RichProgress
 
 
 def write_json(payload: Mapping[str, Any]) -> None:
@@ -41,6 +38,10 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self._enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -80,6 +81,9 @@ def print_run(run: RunRow, tasks: list[TaskRow], where: str = "") -> None:
 
     `where` is appended to the suggested commands (e.g. ``" --home DIR"``).
     """
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     console.print(f"run [bold]{run.run_id}[/bold]: {run.status.lower()}")
     table = Table("asset", "status", "attempts", "seconds", "rows")
@@ -128,6 +132,10 @@ def run_summary(run: RunRow) -> dict[str, Any]:
 
 def print_runs(runs: list[RunRow]) -> None:
     """A table of runs."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("run", no_wrap=True, min_width=26)
     for column in ("status", "tasks", "ok", "fail", "skip", "requested UTC"):

@@ -9,10 +9,34 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any, Literal
 
-import structlog
+
+@contextmanager
+def _without_rich() -> Iterator[None]:
+    """Make ``import rich`` fail for the duration (unless rich is already loaded).
+
+    structlog imports rich (and through it pygments) when it is installed, for
+    pretty tracebacks, at a cost of 35-250 ms on every command's start. Servo does
+    not use them: exceptions are rendered to text by ``format_exc_info`` before the
+    renderer sees them, so structlog's fallbacks produce the same lines. The CLI
+    imports rich itself, later, where it draws tables and progress bars.
+    """
+    if "rich" in sys.modules:
+        yield
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("rich", 0) is None:
+            del sys.modules["rich"]
+
+
+with _without_rich():
+    import structlog
 
 LogFormat = Literal["json", "console"]
 
