@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from servo.errors import (
     CatalogDiskError,
@@ -71,7 +70,10 @@ RETRIES = metrics.counter(
     ["operation"],
 )
 
-Insert = postgresql.Insert | sqlite.Insert
+if TYPE_CHECKING:  # a SQLite catalog never loads the PostgreSQL dialect
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    Insert = postgresql.Insert | sqlite.Insert
 
 
 class Backend(Protocol):

@@ -23,13 +23,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from servo.catalog.rls import APP_ROLE
 from servo.errors import CatalogError, ConfigError
+
+if TYPE_CHECKING:  # imported when a PostgreSQL catalog is used, not with this module
+    from sqlalchemy.dialects import postgresql
 
 _TRANSIENT_CLASSES = ("08", "40", "53")
 _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "57014", "55P03"})
@@ -48,6 +50,8 @@ class PostgresBackend:
     name = "postgresql"
 
     def insert(self, table: sa.Table) -> postgresql.Insert:
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
 
     def begin(self, connection: sa.Connection, tenant: str | None, *, write: bool) -> None:
