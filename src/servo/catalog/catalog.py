@@ -29,6 +29,7 @@ from servo.catalog.materializations import SqlMaterializationCatalog
 from servo.catalog.migrate import HEAD_REVISION, create_fresh, stored_revision, upgrade
 from servo.catalog.postgres import PostgresBackend, create_postgres_engine, migration_engine
 from servo.catalog.projection import SqlProjectionCatalog
+from servo.catalog.registrations import SqlRegistrationCatalog
 from servo.catalog.sqlite import SqliteBackend, create_sqlite_engine, sqlite_url
 from servo.catalog.sqlite_file import check_home_catalog, damaged, home_catalog_path, is_damaged
 from servo.catalog.workflows import SqlWorkflowCatalog
@@ -64,6 +65,7 @@ class SqlCatalog:
         self.materializations = SqlMaterializationCatalog(db)
         self.lineage = SqlLineageCatalog(db)
         self.projection = SqlProjectionCatalog(db)
+        self.registrations = SqlRegistrationCatalog(db)
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -31,7 +31,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: The newest revision (a test checks it against the migration scripts); opening a
 #: catalog compares the database with it without importing Alembic.
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"
 
 
 #: Alembic's own bookkeeping table, declared as Alembic creates it (name, column,

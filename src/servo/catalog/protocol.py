@@ -202,6 +202,18 @@ class ProjectionCatalog(Protocol):
         ...
 
 
+class RegistrationCatalog(Protocol):
+    """The hash of the definitions a tenant last registered (`servo.catalog.registry`)."""
+
+    def registered_hash(self, tenant: str) -> str | None:
+        """The hash stored by the tenant's last registration, or None."""
+        ...
+
+    def record_hash(self, tenant: str, definitions_hash: str) -> None:
+        """Store `definitions_hash` as the tenant's registered definitions."""
+        ...
+
+
 class Catalog(Protocol):
     """The metadata catalog: one role object per concept, over one database."""
 
@@ -227,6 +239,9 @@ class Catalog(Protocol):
 
     @property
     def projection(self) -> ProjectionCatalog: ...
+
+    @property
+    def registrations(self) -> RegistrationCatalog: ...
 
     def close(self) -> None:
         """Release the connections."""

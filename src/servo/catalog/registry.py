@@ -1,13 +1,18 @@
 """Register a project's definitions in the catalog: assets, lineage edges, workflows.
 
-``servo materialize`` calls `register_definitions` before a run, so the catalog
-knows every asset the run may touch, with its dependency edges (typed data,
-metadata or control), and a version of each workflow. Registering unchanged
-definitions writes nothing.
+``servo materialize`` registers the definitions with each run (in the background,
+`servo.embedded.catalog_sync`), so the catalog knows every asset the run may touch,
+with its dependency edges (typed data, metadata or control), and a version of each
+workflow. Registering unchanged definitions writes nothing, but still reads every
+asset to compare; `register_if_changed` skips even that when the hash of the specs
+(`definitions_hash`) is the one the tenant's last registration stored. A catalog
+rebuilt or restored without that row simply registers again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TYPE_CHECKING
 
 from servo.catalog.records import AssetSpec, Dependency, WorkflowSpec
@@ -47,3 +52,48 @@ def register_definitions(catalog: Catalog, tenant: str | None, definitions: Defi
     catalog.assets.upsert_many(tenant, [asset_spec(d) for d in definitions.assets.values()])
     for workflow in definitions.workflows.values():
         catalog.workflows.register(tenant, workflow_spec(workflow))
+
+
+#: Bump when the specs' meaning changes, so that every catalog registers again.
+_HASH_FORMAT = "servo-definitions-1"
+
+
+def definitions_hash(definitions: Definitions) -> str:
+    """A SHA-256 over every asset and workflow spec, in name order (hex)."""
+    assets = []
+    for _, definition in sorted(definitions.assets.items()):
+        spec = asset_spec(definition)
+        assets.append(
+            (
+                spec.name,
+                [(d.name, d.type) for d in spec.dependencies],
+                spec.description,
+                spec.owner,
+                spec.asset_type,
+                sorted(spec.tags.items()),
+                spec.timeout_s,
+            )
+        )
+    workflows = [
+        (w.name, list(w.assets), w.executor, w.description)
+        for w in (workflow_spec(d) for _, d in sorted(definitions.workflows.items()))
+    ]
+    text = json.dumps([_HASH_FORMAT, assets, workflows], separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def register_if_changed(catalog: Catalog, tenant: str, definitions: Definitions) -> bool:
+    """Register `definitions` unless the tenant's last registration had the same hash.
+
+    The hash is stored after everything is registered, so a registration cut short
+    is done again by the next run.
+
+    Returns:
+        True when the definitions were registered.
+    """
+    digest = definitions_hash(definitions)
+    if catalog.registrations.registered_hash(tenant) == digest:
+        return False
+    register_definitions(catalog, tenant, definitions)
+    catalog.registrations.record_hash(tenant, digest)
+    return True

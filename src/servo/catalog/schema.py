@@ -4,7 +4,8 @@ Tables (SPEC.md §3 plus the run history): ``assets``, ``asset_dependencies``
 (lineage edges, ``dependency_type`` data | metadata | control), ``workflows``
 (versioned definitions), ``executions`` (runs; unique idempotency key),
 ``execution_tasks`` (the state of each task of a run), ``materializations`` (values
-written), and ``projector_state`` (the catalog projector's checkpoint).
+written), ``projector_state`` (the catalog projector's checkpoint) and
+``definitions_state`` (the hash of the definitions last registered per tenant).
 
 Conventions:
 
@@ -286,6 +287,20 @@ projector_state = sa.Table(
     sa.Column("updated_at", _US, nullable=False),
 )
 
+definitions_state = sa.Table(
+    "definitions_state",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column(
+        "tenant_key",
+        sa.Text,
+        sa.Computed("coalesce(tenant_id, '')", persisted=True),
+        nullable=False,
+    ),
+    sa.Column("definitions_hash", sa.Text, nullable=False),
+    sa.Column("updated_at", _US, nullable=False),
+)
+
 #: Every catalog table, in creation order; all are tenant-scoped.
 TABLES: tuple[sa.Table, ...] = (
     assets,
@@ -295,6 +310,7 @@ TABLES: tuple[sa.Table, ...] = (
     execution_tasks,
     materializations,
     projector_state,
+    definitions_state,
 )
 
 

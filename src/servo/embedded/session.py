@@ -131,12 +131,13 @@ def _open_or_warn(settings: Settings, tenant: str) -> Catalog | None:
 
 
 def _registered(catalog: Catalog, tenant: str, definitions: Definitions) -> Catalog:
-    from servo.catalog import register_definitions
+    """`catalog`, the definitions registered in it (only when they changed)."""
+    from servo.catalog.registry import register_if_changed
     from servo.errors import CatalogUnavailableError
     from servo.observability.logging import get_logger
 
     try:
-        register_definitions(catalog, tenant, definitions)
+        register_if_changed(catalog, tenant, definitions)
     except CatalogUnavailableError as exc:
         get_logger(__name__).warning(
             "catalog.definitions_not_registered", tenant_id=tenant, error=str(exc)

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from servo.catalog.queries.common import InsertFactory, Tenant, changed, owned, upsert, visible
-from servo.catalog.schema import asset_dependencies, assets, workflows
+from servo.catalog.schema import asset_dependencies, assets, definitions_state, workflows
 
 
 # ------------------------------------------------------------------------- assets
@@ -189,3 +189,21 @@ NEWEST_VERSIONS_ONLY = _newest_versions_only()
 def delete_workflow(tenant: Tenant, name: str) -> sa.Delete:
     """Delete every version of the tenant's workflow `name`."""
     return sa.delete(workflows).where(owned(workflows, tenant), workflows.c.name == name)
+
+
+# ------------------------------------------------------------- registration hash
+def registered_hash(tenant: str) -> sa.Select[Any]:
+    """The hash of the definitions the tenant last registered."""
+    return sa.select(definitions_state.c.definitions_hash).where(owned(definitions_state, tenant))
+
+
+def save_registered_hash(insert: InsertFactory) -> Any:
+    """Insert or replace the tenant's registered-definitions hash."""
+    stmt = insert(definitions_state)
+    return stmt.on_conflict_do_update(
+        index_elements=[definitions_state.c.tenant_id],
+        set_={
+            "definitions_hash": stmt.excluded.definitions_hash,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
