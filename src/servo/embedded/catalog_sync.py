@@ -6,12 +6,16 @@ migrating a SQLite file), registering the definitions and projecting every publi
 snapshot once cost more main-thread time than anything else in a cold
 ``servo materialize``. `CatalogSync` does all three in one daemon thread:
 
-1. **open**: the given ``open_catalog`` callable (`servo.embedded.session.catalog_for_run`:
+1. **open**, once the first snapshot is published (or the sync is closed): the
+   given ``open_catalog`` callable (`servo.embedded.session.catalog_for_run`:
    opens the catalog and registers the definitions). It returns None when the catalog
    cannot be reached (it logs the warning); any other error is logged here
    (``catalog.background_failed``) and counted in
    ``servo_runs_without_catalog_total``: the run goes on and the next run's projector
-   catches up from its checkpoint;
+   catches up from its checkpoint. Waiting for the first snapshot keeps the
+   thread's imports (SQLAlchemy) out of the way of the runner's own start, which is
+   CPU-bound and would share the interpreter lock with them; once the run goes
+   on, the runner mostly waits on disk writes and workers;
 2. **project**: the sync is the runner's publish listener. Publishing only hands it
    the snapshot (no I/O on the runner's thread); the thread projects the newest
    snapshot it holds. Snapshots that arrive while a projection runs are coalesced:
@@ -136,7 +140,14 @@ class CatalogSync:
             taken, self._pending = self._pending, None
             return taken
 
+    def _first_work(self) -> None:
+        """Wait for a snapshot to project, or for the close."""
+        with self._changed:
+            while self._pending is None and not self._closing:
+                self._changed.wait()
+
     def _main(self) -> None:
+        self._first_work()
         try:
             catalog = self._open()
         except Exception as exc:  # the catalog is a read model: the run goes on
