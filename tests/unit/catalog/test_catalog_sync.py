@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,18 @@ def two(one: int) -> int:
     return one + 1
 
 
-def test_the_catalog_is_current_when_a_run_returns(tmp_path: Path) -> None:
+def test_the_catalog_is_current_when_a_run_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servo.catalog.projector import CatalogProjector
+
+    project = CatalogProjector.project
+
+    def slow(self: CatalogProjector, snapshot: Any) -> bool:
+        time.sleep(0.2)  # a projection still running when the run ends is waited for
+        return project(self, snapshot)
+
+    monkeypatch.setattr(CatalogProjector, "project", slow)
     settings = Settings(home=tmp_path / "home")
     outcome = run_assets(Definitions(assets=[one, two]), RunRequest(), settings)
     with open_catalog(settings) as catalog:
