@@ -111,13 +111,19 @@ def ensure_venv(tool: str, base: Path) -> Path:
     if python.exists() and marker.exists() and marker.read_text(encoding="utf-8") == wanted:
         return python
     print(f"  installing {', '.join(REQUIREMENTS[tool])} into {root} ...", flush=True)
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", *REQUIREMENTS[tool]],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *REQUIREMENTS[tool]],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(
+            f"cannot install {tool} into {root}: {exc.cmd[0]} exited {exc.returncode}"
+            f" (remove {root} to start again)"
+        ) from exc
     marker.write_text(wanted, encoding="utf-8")
     return python
 
