@@ -330,6 +330,8 @@ def _measure_size(shape: Shape, n: int, work: Path, args: ScaleArgs) -> SizeFigu
     )
     rss = statistics.median(float(r["rss_kib"]) for r in results)
     _mb_line(f"{name} peak RSS", rss, PEAK_RSS_TARGET_MB if n >= LARGE else None)
+    loaded = statistics.median(float(r["loaded_rss_kib"]) for r in results)
+    _mb_line(f"{name} peak RSS before the run", loaded)
     return SizeFigures(statistics.median(per_task), in_run_timing.median, rss)
 
 
