@@ -230,7 +230,8 @@ def ratio_line(name: str, servo: float, peer: float, target: float | None) -> st
     verdict = ""
     if target is not None:
         verdict = f"  target <= {target}: " + ("ok" if ratio <= target else "MISSED")
-    return f"{name:<40} {ratio:9.4f} x  ({1 / ratio:,.1f}x faster){verdict}"
+    speed = f"{1 / ratio:,.1f}x faster" if ratio <= 1 else f"{ratio:,.1f}x slower"
+    return f"{name:<40} {ratio:9.4f} x  ({speed}){verdict}"
 
 
 def _report(results: dict[tuple[str, str], Samples], workloads: Sequence[str]) -> None:

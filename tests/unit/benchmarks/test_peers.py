@@ -91,3 +91,4 @@ def test_ratio_lines_say_how_many_times_faster_and_the_verdict() -> None:
     ]  # fmt: skip
     assert ratio_line("W2 in-run servo/prefect", 1.0, 10.0, 0.02).endswith("MISSED")
     assert "target" not in ratio_line("W4 in-run servo/prefect", 1.0, 10.0, None)
+    assert "(1.5x slower)" in ratio_line("W1 whole-process servo/dagster", 3.0, 2.0, None)
