@@ -132,7 +132,7 @@ def test_a_corrupt_input_names_the_file_and_the_upstream(tmp_path: Path) -> None
     defs = write(
         tmp_path / "defs.py",
         "from servo import asset\n\n"
-        "@asset\ndef up():\n    return {'rows': list(range(50))}\n\n"
+        "@asset\ndef up():\n    return {'rows': list(range(200))}\n\n"  # > 256 bytes: a file
         "@asset\ndef down(up):\n    return len(up['rows'])\n",
     )
     home = tmp_path / "home"

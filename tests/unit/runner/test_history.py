@@ -5,6 +5,8 @@ work however long the history."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,7 +97,8 @@ def test_a_plan_pins_the_newest_value_of_an_archived_run() -> None:
         (task,) = runner.state.tasks_of(start.run_id)
         assert task.output_location and task.output_format
         assert read_value(store, task.output_location, task.output_format) == 3
-        assert second in (task.pinned_inputs or "")
+        pinned = {name: location for name, location, _ in json.loads(task.pinned_inputs or "[]")}
+        assert pinned == {"b": latest.output_location}
 
 
 def test_a_late_event_brings_an_archived_run_back_and_it_is_archived_again() -> None:
