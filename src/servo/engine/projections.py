@@ -51,8 +51,11 @@ ZSTD_MIN_ROWS: Final = 1024
 _ZSTD: Final[dict[str, Any]] = {"compression": "zstd", "compression_level": 3}
 _SNAPPY: Final[dict[str, Any]] = {"compression": "snappy"}
 
-#: Default bound of the by-path cache of decoded files, in Arrow bytes.
-DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+#: Default bound of the by-path cache of decoded files, in Arrow bytes. It serves
+#: the snapshot of what a compactor just wrote (publish listeners read it without
+#: the disk); with the hot state bounded by active work that is a few files, and a
+#: larger bound only held memory a long process never read again.
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 _KEY_SEP = "\x1f"
 _converters: dict[str, tuple[Any, pa.DataType]] = {}
