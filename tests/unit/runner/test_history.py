@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servo import Definitions, asset
 from servo.engine import schema as s
 from servo.engine.cancellation import cancel_path, request_cancel
 from servo.engine.history import tier_of
@@ -23,23 +22,7 @@ from servo.runner import EmbeddedRunner
 from servo.sdk.io import read_value
 from servo.storage.memory import MemoryObjectStore
 
-
-@asset
-def a() -> int:
-    return 1
-
-
-@asset
-def b(a: int) -> int:
-    return a + 1
-
-
-@asset
-def c(b: int) -> int:
-    return b + 1
-
-
-DEFS = Definitions(assets=[a, b, c])
+from .chain import DEFS
 
 
 def run_once(store: MemoryObjectStore, selection: str | None = None) -> str:

@@ -20,25 +20,9 @@ from servo.storage.base import ObjectStore
 from servo.storage.local import LocalObjectStore
 from servo.storage.memory import MemoryObjectStore
 
+from .chain import DEFS
+
 HOUR_US = 3_600_000_000
-
-
-@asset
-def a() -> int:
-    return 1
-
-
-@asset
-def b(a: int) -> int:
-    return a + 1
-
-
-@asset
-def c(b: int) -> int:
-    return b + 1
-
-
-DEFS = Definitions(assets=[a, b, c])
 
 
 def never_publish(runner: EmbeddedRunner) -> None:
