@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from servo.engine.schema import TaskRow
 from servo.runner import EmbeddedRunner, RunnerOptions
 from servo.sdk.definitions import Definitions
 from servo.sdk.io import read_value
+from servo.storage.base import ObjectStore
 from servo.storage.local import LocalObjectStore
 
 
@@ -56,11 +59,24 @@ def checked_run(
         if run.status != "SUCCEEDED":
             raise SystemExit(f"run {run_id} ended {run.status}")
         tasks = runner.state.tasks_of(run_id)
+    check_values(store, tasks, expected, f"run {run_id}")
+    return RunFigures(elapsed, len(tasks), rss)
+
+
+def check_values(
+    store: ObjectStore, tasks: Sequence[TaskRow], expected: dict[str, int], what: str
+) -> None:
+    """Every task's stored value is the expected one, and no task is missing.
+
+    Raises:
+        SystemExit: naming `what` and the first wrong value or count.
+    """
     if len(tasks) != len(expected):
-        raise SystemExit(f"run {run_id}: {len(tasks)} tasks, expected {len(expected)}")
+        raise SystemExit(f"{what}: {len(tasks)} tasks, expected {len(expected)}")
     for task in tasks:
         assert task.output_location and task.output_format
         value = read_value(store, task.output_location, task.output_format)
         if value != expected[task.asset_key]:
-            raise SystemExit(f"{task.asset_key} = {value!r}, expected {expected[task.asset_key]}")
-    return RunFigures(elapsed, len(tasks), rss)
+            raise SystemExit(
+                f"{what}: {task.asset_key} = {value!r}, expected {expected[task.asset_key]}"
+            )

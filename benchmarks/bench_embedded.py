@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._inrun import check_values
 from benchmarks._timing import Timing, report
 from benchmarks.workloads import write_workload
 from servo.engine.snapshot import SnapshotReader
 from servo.runner import EmbeddedRunner, RunnerOptions
-from servo.sdk.io import read_value
 from servo.sdk.loader import load_definitions
 from servo.storage.local import LocalObjectStore
 
@@ -43,13 +43,7 @@ def _in_run(name: str, work: Path, concurrency: int) -> tuple[float, int]:
         elapsed = time.perf_counter() - start
         if run.status != "SUCCEEDED":
             raise SystemExit(f"{name}: run ended {run.status}")
-        for task in runner.state.tasks_of(run_id):
-            assert task.output_location and task.output_format
-            value = read_value(store, task.output_location, task.output_format)
-            if value != expected[task.asset_key]:
-                raise SystemExit(
-                    f"{name}: {task.asset_key} = {value}, expected {expected[task.asset_key]}"
-                )
+        check_values(store, runner.state.tasks_of(run_id), expected, name)
     _HOMES.append(home)
     return elapsed, len(expected)
 
@@ -75,16 +69,7 @@ def _timing(name: str, samples: list[float]) -> Timing:
 def _check_home(name: str, home: Path, run_id: str, expected: dict[str, int]) -> None:
     store = LocalObjectStore(home, fsync=False)
     snapshot = SnapshotReader(store, "default", "default").load()
-    tasks = snapshot.tasks_of(run_id)
-    if len(tasks) != len(expected):
-        raise SystemExit(f"{name}: {len(tasks)} tasks recorded, expected {len(expected)}")
-    for task in tasks:
-        assert task.output_location and task.output_format
-        value = read_value(store, task.output_location, task.output_format)
-        if value != expected[task.asset_key]:
-            raise SystemExit(
-                f"{name}: {task.asset_key} = {value}, expected {expected[task.asset_key]}"
-            )
+    check_values(store, snapshot.tasks_of(run_id), expected, name)
 
 
 _WRAPPER = (
