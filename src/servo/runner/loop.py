@@ -164,6 +164,7 @@ class EmbeddedRunner:
             sink=QueueSink(inbox),
             clock=self._clock,
             heartbeat_interval_s=options.heartbeat_interval_s,
+            records_in_ledger=True,  # only this pool's threads use it (ADR 0023)
         )
         return LocalPoolDispatcher(
             runtime,

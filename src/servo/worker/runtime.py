@@ -24,6 +24,12 @@ directories rather than a new one per task; records of earlier versions, at
 ended for a timeout or a cancel may still return later: its result must never become
 the task's result, and the request for the next attempt never lists it as reusable.
 
+In the embedded runner's thread pool (`records_in_ledger`), a result is not written
+as a file: the attempt's `TaskFinished`, which the runner appends to the ledger in its
+next batch, is the durable record, and the runtime keeps its recent records in memory
+for duplicates and reusing attempts (ADR 0023). A file per task cost the thread pool
+more than every other step of the task together.
+
 While attempts run, one heartbeat thread per runtime reports `TaskHeartbeat` for each
 of them every `heartbeat_interval_s`. `stop(attempt_id, reason)` asks a running attempt
 to stop (cooperatively: assets see `context.stop_requested`); an attempt that returns
@@ -142,6 +148,31 @@ def legacy_result_path(request: TaskRequest, attempt_id: str, *, key: str | None
     return f"results/{request.tenant_id}/{request.workspace_id}/{key}/{attempt_id}.json"
 
 
+class _RecentResults:
+    """The results this process recorded lately, by (idempotency key, attempt id).
+
+    First record wins, as with files. Bounded: a record matters to a duplicate of its
+    attempt or to the next attempt of its task, both soon after it (`LIMIT`).
+    """
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[str, str], ev.OutputRef] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, attempt_id: str) -> ev.OutputRef | None:
+        return self._results.get((key, attempt_id))
+
+    def remember(self, key: str, attempt_id: str, output: ev.OutputRef) -> ev.OutputRef:
+        """Record `output` unless the attempt has a record; return the one kept."""
+        with self._lock:
+            kept = self._results.setdefault((key, attempt_id), output)
+            if len(self._results) > self.LIMIT:
+                del self._results[next(iter(self._results))]
+        return kept
+
+
 @dataclass(slots=True)
 class _Running:
     """An attempt running in this runtime, and why it was asked to stop (if it was)."""
@@ -168,8 +199,11 @@ class TaskRuntime:
         clock: Callable[[], int] = now_us,
         heartbeat_interval_s: float | None = None,
         inline_max_bytes: int = INLINE_MAX_BYTES,
+        records_in_ledger: bool = False,
     ) -> None:
         self._store = store
+        self._records_in_ledger = records_in_ledger
+        self._memory = _RecentResults()
         self._inline_max_bytes = inline_max_bytes
         self._defs = defs
         self._worker_id = worker_id
@@ -347,8 +381,19 @@ class TaskRuntime:
 
         A record that cannot be read (torn by a crash mid-write) counts as absent:
         the attempt runs, and its own record is written beside it.
+
+        With `records_in_ledger`, this process's own records are in memory and no
+        file is looked for the request's own attempt: the runner that owns this
+        runtime minted it and hands it over once (ADR 0023).
         """
-        for attempt_id in (request.attempt_id, *request.reusable_attempt_ids):
+        candidates = (request.attempt_id, *request.reusable_attempt_ids)
+        for attempt_id in candidates:
+            remembered = self._memory.get(key, attempt_id)
+            if remembered is not None:
+                return remembered, attempt_id
+        if self._records_in_ledger:
+            candidates = request.reusable_attempt_ids
+        for attempt_id in candidates:
             for path in (
                 result_path(request, attempt_id, key=key),
                 legacy_result_path(request, attempt_id, key=key),
@@ -366,7 +411,13 @@ class TaskRuntime:
         The record is create-only: when the same attempt ran twice at once, the first
         record wins and both executions report it (an inline value has no file that
         could arbitrate, ADR 0021). A record that cannot be read counts as absent.
+
+        With `records_in_ledger`, the record is kept in memory only: the attempt's
+        `TaskFinished`, which the runner writes to the ledger in its next batch, is
+        the durable record (ADR 0023).
         """
+        if self._records_in_ledger:
+            return self._memory.remember(key or request.idempotency_key, request.attempt_id, output)
         data = json.dumps(
             {
                 "location": output.location,

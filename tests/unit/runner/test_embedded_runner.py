@@ -273,3 +273,30 @@ def test_publish_listeners_see_each_snapshot_and_cannot_break_the_run(
     assert seen and seen == sorted(seen)
     after = metrics.sample("servo_publish_listener_errors_total", {"error_type": "RuntimeError"})
     assert after == before + len(seen)
+
+
+def test_the_thread_pool_records_results_in_the_ledger_not_in_files(
+    store: LocalObjectStore,
+) -> None:
+    """ADR 0023: each task's `TaskFinished` in the ledger is its record; a resumed or
+    later run reads the values from there."""
+    from servo.engine import events as ev
+    from servo.engine.ledger import LedgerReader
+
+    from .chain import DEFS
+
+    with EmbeddedRunner(store, DEFS) as runner:
+        run_id = runner.start_run().run_id
+        assert runner.wait(run_id).status == s.RUN_SUCCEEDED
+        assert values(runner, store, run_id) == {"a": 1, "b": 2, "c": 3}
+    assert list(store.list_prefix("results/")) == []
+    finished = {
+        e.task_key: e.payload.output
+        for e in LedgerReader(store).read_many(list(store.list_prefix("ledger/")))
+        if isinstance(e.payload, ev.TaskFinished)
+    }
+    assert {key: out.location if out else None for key, out in finished.items()} == {
+        "a": "inline:1",
+        "b": "inline:2",
+        "c": "inline:3",
+    }

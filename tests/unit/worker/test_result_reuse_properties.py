@@ -55,6 +55,8 @@ class Model:
 class ResultReuse(RuleBasedStateMachine):
     #: The runtime's inline limit: 0 writes every value to a file (ADR 0021).
     inline_max_bytes = 0
+    #: Records in memory, the ledger durable (the embedded thread pool, ADR 0023).
+    records_in_ledger = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,6 +81,7 @@ class ResultReuse(RuleBasedStateMachine):
             sink=_Sink(),
             clock=lambda: next(model.now),
             inline_max_bytes=self.inline_max_bytes,
+            records_in_ledger=self.records_in_ledger,
         )
         model.runtime, model.machine = self.runtime, self
         planned = plan_tasks(self.defs, [TASK])
@@ -221,7 +224,27 @@ class InlineResultReuse(ResultReuse):
     inline_max_bytes = 256
 
 
-ResultReuse.TestCase.settings = settings(max_examples=150, stateful_step_count=25)
-InlineResultReuse.TestCase.settings = settings(max_examples=150, stateful_step_count=25)
+class LedgerRecordedResultReuse(ResultReuse):
+    """The same properties for the embedded thread pool's runtime, which keeps its
+    records in memory (the ledger holds the durable copy)."""
+
+    records_in_ledger = True
+
+
+class InlineLedgerRecordedResultReuse(InlineResultReuse):
+    """Inline values and records in memory: nothing but memory arbitrates."""
+
+    records_in_ledger = True
+
+
+for _machine in (
+    ResultReuse,
+    InlineResultReuse,
+    LedgerRecordedResultReuse,
+    InlineLedgerRecordedResultReuse,
+):
+    _machine.TestCase.settings = settings(max_examples=150, stateful_step_count=25)
 test_result_reuse = ResultReuse.TestCase
 test_inline_result_reuse = InlineResultReuse.TestCase
+test_ledger_recorded_result_reuse = LedgerRecordedResultReuse.TestCase
+test_inline_ledger_recorded_result_reuse = InlineLedgerRecordedResultReuse.TestCase

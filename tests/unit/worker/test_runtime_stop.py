@@ -129,3 +129,84 @@ def test_a_record_in_the_layout_of_earlier_versions_is_reused(runtime: TaskRunti
     assert reused.reused and RUNS == []
     output = finished(reused).output
     assert output is not None and output.location == "outputs/x.json"
+
+
+# -- records in the ledger (the embedded thread pool, ADR 0023) ----------------------
+
+
+class _CountingStore(MemoryObjectStore):
+    """Counts the store calls a runtime makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, path: str):  # type: ignore[no-untyped-def]
+        self.calls.append(("get", path))
+        return super().get(path)
+
+    def put_if_absent(self, path: str, data: bytes) -> int:
+        self.calls.append(("put_if_absent", path))
+        return super().put_if_absent(path, data)
+
+
+@pytest.fixture
+def in_ledger() -> TaskRuntime:
+    RUNS.clear()
+    runtime = TaskRuntime(
+        _CountingStore(), Definitions(assets=[stoppable]), sink=_Sink(), records_in_ledger=True
+    )
+    RUNTIME[:] = [runtime]
+    return runtime
+
+
+def test_records_in_the_ledger_cost_no_store_call_for_a_small_value(
+    in_ledger: TaskRuntime,
+) -> None:
+    store = in_ledger._store
+    assert isinstance(store, _CountingStore)
+    req = request(1, "a1")
+    output = finished(in_ledger.execute(req)).output
+    assert output is not None and output.location == 'inline:"value"'
+    assert store.calls == [] and store.head(result_path(req)) is None
+
+
+def test_records_in_the_ledger_still_serve_duplicates_and_listed_attempts(
+    in_ledger: TaskRuntime,
+) -> None:
+    first = finished(in_ledger.execute(request(1, "a1")))
+    again = in_ledger.execute(request(1, "a1"))
+    assert again.reused and finished(again).output == first.output
+    not_listed = in_ledger.execute(request(2, "a2"))
+    assert not not_listed.reused
+    listed = in_ledger.execute(request(3, "a3", reusable=("a1",)))
+    assert listed.reused and finished(listed).output == first.output
+    assert finished(listed).reused_attempt_id == "a1"
+    assert RUNS == ["a1", "a2"]
+
+
+def test_records_in_the_ledger_find_a_listed_attempts_file_but_not_their_own(
+    in_ledger: TaskRuntime,
+) -> None:
+    """A lost attempt of a process or HTTP worker recorded a file: reused. A file
+    under the request's own attempt cannot exist for the thread pool (it minted the
+    attempt), so it is not looked for."""
+    record = b'{"location": "outputs/x.json", "format": "json", "size_bytes": 1, "row_count": null}'
+    in_ledger._store.put_if_absent(result_path(request(1, "a1")), record)
+    in_ledger._store.put_if_absent(result_path(request(3, "a3")), record)
+    reused = in_ledger.execute(request(2, "a2", reusable=("a1",)))
+    assert reused.reused and finished(reused).reused_attempt_id == "a1" and RUNS == []
+    own = in_ledger.execute(request(3, "a3"))
+    assert not own.reused and RUNS == ["a3"]
+
+
+def test_records_in_memory_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servo.worker.runtime import _RecentResults
+
+    monkeypatch.setattr(_RecentResults, "LIMIT", 3)
+    recent = _RecentResults()
+    outputs = [ev.OutputRef(f"inline:{i}", "json", 1) for i in range(5)]
+    for i, output in enumerate(outputs):
+        assert recent.remember("k", f"a{i}", output) == output
+    assert recent.remember("k", "a4", outputs[0]) == outputs[4]  # the first record wins
+    assert [recent.get("k", f"a{i}") for i in range(5)] == [None, None, *outputs[2:]]
