@@ -220,6 +220,14 @@ class Compactor:
             self._work.retained.add(run_id)
             self._work.restore(run_id)
 
+    def release(self) -> set[str]:
+        """Keep no run hot for this compactor's caller any longer: the next publish
+        archives every retained run that has ended (a runner closing). Returns the
+        runs that were retained."""
+        with self._lock:
+            released, self._work.retained = self._work.retained, set()
+        return released
+
     def run_record(self, run_id: str) -> tuple[RunRow, list[TaskRow]] | None:
         """A run and its tasks, from the hot state or, once archived, from the history
         of the last published snapshot; None when neither knows the run."""

@@ -149,6 +149,8 @@ class EmbeddedRunner:
         )
         self._publishing = Publishing(options.publish_interval_s, monotonic=monotonic)
         self._recovered = False
+        #: Runs the close archived that `state` restores when read afterwards.
+        self._released: set[str] = set()
         self._last_sweep = 0.0
         self._last_scan = 0.0
         self._stop_deadline: float | None = None
@@ -182,6 +184,10 @@ class EmbeddedRunner:
     def state(self) -> EngineState:
         """The folded state (possibly ahead of the published projections)."""
         self._recover()
+        if self._released:  # read after the close: this runner's runs, as they ended
+            released, self._released = self._released, set()
+            for run_id in sorted(released):
+                self.compactor.retain(run_id)
         return self.compactor.state
 
     def run_record(self, run_id: str) -> tuple[s.RunRow, list[s.TaskRow]] | None:
@@ -360,6 +366,10 @@ class EmbeddedRunner:
         """
         try:
             if self._recovered and self._reconciler.halted is None:
+                # Archive the runs this runner kept readable: the next runner of the
+                # home then loads only active work (ADR 0022). `state` brings them
+                # back if it is read after the close.
+                self._released = self.compactor.release()
                 self.publish()
         finally:
             self.pool.close(0.0 if self._left_running else None)

@@ -41,8 +41,8 @@ def hot_run_ids(store: MemoryObjectStore) -> set[str]:
 def test_a_new_runner_archives_the_runs_that_ended_and_readers_still_see_them() -> None:
     store = MemoryObjectStore()
     runs = [run_once(store) for _ in range(4)]
-    # Each runner archived what the earlier ones left; it keeps its own run hot.
-    assert hot_run_ids(store) == {runs[-1]}
+    # Each runner keeps its run hot while it is open and archives it when it closes.
+    assert hot_run_ids(store) == set()
     snapshot = SnapshotReader(store, "default", "default").load()
     assert {r.run_id for r in snapshot.runs()} == set(runs)
     for run_id in runs:
@@ -121,12 +121,12 @@ def test_waiting_on_an_archived_run_brings_it_back_readable() -> None:
         assert runner.run_record(run_id) is not None
         assert runner.wait(run_id).status == s.RUN_SUCCEEDED
         assert {t.task_key for t in runner.state.tasks_of(run_id)} == {"a", "b", "c"}
+        runner.publish()
+        assert run_id in hot_run_ids(store)  # retained by `wait` while the runner is open
+    assert run_id not in hot_run_ids(store)  # and archived again when it closes
     snapshot = SnapshotReader(store, "default", "default").load()
-    assert run_id in {r.run_id for r in snapshot.hot_rows("runs")}  # retained by `wait`
     replay = replay_ledger(store, "default", "default")
     assert [d for d in compare(snapshot, replay.state) if d.differs] == []
-    run_once(store)
-    assert run_id not in hot_run_ids(store)  # and archived by the next runner
 
 
 def test_history_files_merge_in_tiers_so_a_manifest_names_few_of_them() -> None:
@@ -184,3 +184,20 @@ def test_a_runner_keeps_every_run_it_drove_readable_from_its_state(runs: int) ->
             runner.wait(ids[-1])
             runner.publish()
         assert all(runner.state.run(r) is not None for r in ids)
+
+
+def test_a_closing_runner_archives_its_runs_and_still_answers_for_them() -> None:
+    """The next runner of the home loads only active work (its first step does not
+    archive the last run); this runner's `state` still shows its runs after the close."""
+    store = MemoryObjectStore()
+    with EmbeddedRunner(store, DEFS) as runner:
+        run_id = runner.start_run().run_id
+        assert runner.wait(run_id).status == s.RUN_SUCCEEDED
+    assert hot_run_ids(store) == set()
+    assert {t.task_key: t.status for t in runner.state.tasks_of(run_id)} == dict.fromkeys(
+        "abc", s.SUCCEEDED
+    )
+    with EmbeddedRunner(store, DEFS) as later:
+        assert later.state.tables["tasks"] == {}  # nothing to load or archive
+        record = later.run_record(run_id)
+        assert record is not None and record[0].status == s.RUN_SUCCEEDED
