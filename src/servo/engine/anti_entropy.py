@@ -22,7 +22,7 @@ counts the findings.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from servo.engine import events as ev
@@ -59,6 +59,7 @@ class SweepResult:
         events: events to fold (attempts given up on).
         timers: overdue timers to deliver again.
         findings: findings by kind.
+        examined: tasks looked at (what the sweep cost; the caller spaces sweeps by it).
     """
 
     ready: list[TaskRow] = field(default_factory=list)
@@ -66,6 +67,7 @@ class SweepResult:
     events: list[ev.Event] = field(default_factory=list)
     timers: list[TimerRow] = field(default_factory=list)
     findings: Counter[str] = field(default_factory=Counter)
+    examined: int = 0
 
 
 def sweep(
@@ -83,6 +85,8 @@ def sweep(
 ) -> SweepResult:
     """Find stuck work among `tasks` and `timers` (see the module docstring)."""
     result = SweepResult()
+    tasks = tasks if isinstance(tasks, Sequence) else list(tasks)
+    result.examined = len(tasks)
     for task in tasks:
         if task.status == s.READY:
             if (task.ready_at or now) <= now - settings.ready_deadline_us:

@@ -71,12 +71,16 @@ class Effects:
         stop: (attempt id, reason) of attempts the engine ended.
         arm: (timer id, due at) of timers to deliver.
         published: whether the step published the projections.
+        swept: tasks the step's anti-entropy sweep examined (0: no sweep); a caller
+            spaces its sweeps by it, so sweeping a huge run stays a small share of
+            the work.
     """
 
     enqueue: list[TaskRequest] = field(default_factory=list)
     stop: list[tuple[str, str]] = field(default_factory=list)
     arm: list[tuple[str, int]] = field(default_factory=list)
     published: bool = False
+    swept: int = 0
 
 
 def apply_effects(

@@ -342,6 +342,7 @@ class Reconciler:
             new_id=self._new_id,
             **self._scope,
         )
+        step.effects.swept = found.examined
         if not found.findings:
             return
         for kind, count in found.findings.items():

@@ -83,3 +83,23 @@ def test_overdue_timer_nobody_delivers_is_found() -> None:
     assert not run_sweep(state, now=timer.due_at + 10_000, delivering={timer.timer_id}).findings
     found = run_sweep(state, now=timer.due_at + 10_000)
     assert [t.timer_id for t in found.timers] == [timer.timer_id]
+
+
+def test_the_sweep_says_how_many_tasks_it_examined() -> None:
+    h = History()
+    h.request({"a": [], "b": [], "c": ["a"]})
+    h.dispatch("a")
+    state = fold(h.events)
+    found = sweep(
+        iter(state.swept_tasks("run1")),  # any iterable: a generator counts the same
+        (),
+        state.outbox,
+        tenant_id=TENANT,
+        workspace_id=WORKSPACE,
+        inflight=set(),
+        delivering=set(),
+        now=h.clock,
+        settings=SETTINGS,
+        new_id=new_ulid,
+    )
+    assert found.examined == 2, "a DISPATCHED and b READY; c waits on a and is not swept"
