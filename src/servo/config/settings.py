@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from servo.errors import ConfigError
 
@@ -102,6 +102,103 @@ class EngineSettings(_Section):
     max_l0_files: int = Field(default=16, gt=0)
 
 
+class GcpSettings(_Section):
+    """The Google Cloud project Servo runs in (provider gcp)."""
+
+    project: str | None = None
+    region: str | None = None
+
+
+class CloudTasksSettings(_Section):
+    """Cloud Tasks queues of the serverless mode."""
+
+    #: Queue of task dispatches (full name is built from gcp.project and gcp.region).
+    queue: str = "servo-tasks"
+    #: Queue of durable timers (`schedule_time`).
+    timer_queue: str = "servo-timers"
+    #: Queue of reconcile requests (worker reports, sweeps).
+    reconcile_queue: str = "servo-reconcile"
+    #: The queue's dispatch rate (Cloud Tasks caps it at 500).
+    max_dispatches_per_second: float = Field(default=500.0, gt=0, le=500)
+    #: Service account whose OIDC token Cloud Tasks attaches to each push.
+    service_account_email: str | None = None
+    #: Audience of that token; the receiving service's URL if unset.
+    audience: str | None = None
+    #: Seconds a push may take before Cloud Tasks gives up on it (15 s to 30 min).
+    dispatch_deadline_s: float = Field(default=600.0, ge=15, le=1800)
+    #: gRPC endpoint of a Cloud Tasks server to use instead of Google's (the local
+    #: server of `servo.testing.cloud_tasks`); plaintext, loopback only.
+    emulator_host: str | None = None
+    #: Seconds one Cloud Tasks call may take in total.
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class CloudRunSettings(_Section):
+    """Cloud Run services the queues push to."""
+
+    worker_url: str | None = None
+    reconciler_url: str | None = None
+
+
+class CloudSettings(_Section):
+    """Where tasks run: in this process, on Cloud Run through Cloud Tasks, or Celery."""
+
+    provider: Literal["local", "gcp", "celery"] = "local"
+    gcp: GcpSettings = GcpSettings()
+    cloud_tasks: CloudTasksSettings = CloudTasksSettings()
+    cloud_run: CloudRunSettings = CloudRunSettings()
+
+
+class WorkerSettings(_Section):
+    """How `servo serve` authenticates pushes and runs tasks."""
+
+    #: Shared secret of HMAC-signed requests; unset: HMAC is not accepted.
+    hmac_secret: str | None = None
+    #: Seconds an HMAC signature's timestamp may differ from now (replay window).
+    hmac_window_s: float = Field(default=300.0, gt=0)
+    #: Expected `aud` of OIDC ID tokens; unset: OIDC is not accepted.
+    oidc_audience: str | None = None
+    #: Accepted `iss` values of OIDC ID tokens.
+    oidc_issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
+    #: Where the issuer publishes its signing keys (JWKS).
+    oidc_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    #: Service-account emails whose tokens are accepted; empty: any verified email.
+    allowed_service_accounts: tuple[str, ...] = ()
+    #: Seconds of clock skew tolerated on `exp`, `iat` and `nbf`.
+    clock_skew_s: float = Field(default=30.0, ge=0, le=300)
+    #: Tasks one worker instance runs at once; beyond it /execute answers 503.
+    max_concurrency: int = Field(default=4, gt=0, le=1000)
+    #: Run attempts planned with other definitions instead of failing them with
+    #: `code_version_mismatch`.
+    accept_code_version_mismatch: bool = False
+
+    @field_validator("oidc_issuers", "allowed_service_accounts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """An environment variable lists several values separated by commas."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+class RateLimitSettings(_Section):
+    """Rate limits of `servo serve` (`limits` library)."""
+
+    #: Requests per second and tenant on /execute (after authentication).
+    tenant_rps: float = Field(default=10.0, gt=0)
+    #: Requests per minute and client IP on /metrics.
+    metrics_rpm: int = Field(default=60, gt=0)
+    #: `limits` storage URI: `memory://` (per instance) or `redis://host:port` (global).
+    storage_url: str = "memory://"
+
+
+class MetricsSettings(_Section):
+    """The /metrics endpoint."""
+
+    #: Bearer token /metrics requires; unset: open (still rate-limited).
+    token: str | None = None
+
+
 class Settings(_Section):
     """Every Servo setting. Build with `load_settings`."""
 
@@ -114,6 +211,10 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
     engine: EngineSettings = EngineSettings()
+    cloud: CloudSettings = CloudSettings()
+    worker: WorkerSettings = WorkerSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 def _env_names(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, tuple[str, ...]]]:
