@@ -75,7 +75,8 @@ WRITE_HALTS = metrics.counter(
     "Runs stopped because their events could not be written to the ledger.",
 )
 
-#: Microseconds after which a timer held back for a lagging watermark is delivered again.
+#: Least microseconds after which a timer held back for a lagging watermark is
+#: delivered again (in one process the backlog that held it back is taken at once).
 LAG_RETRY_US = 1_000
 
 
@@ -109,6 +110,9 @@ class Inputs:
         publish: publish the projections after the write.
         now: when (epoch µs) the inputs were taken, so a timer fires as of the
             moment its delivery woke the caller; the step's clock if None.
+        report_lag_us: how far `fresh_at` trails the clock when reports cross a queue
+            (scale-out modes): a timer held back for the watermark is delivered again
+            at its due time plus this lag, not in a tight loop.
     """
 
     written: Sequence[ev.Event] = ()
@@ -121,6 +125,7 @@ class Inputs:
     sweep: Holding | None = None
     publish: bool = False
     now: int | None = None
+    report_lag_us: int = 0
 
 
 @dataclass(slots=True)
@@ -313,7 +318,9 @@ class Reconciler:
         )
         for timer in decisions.lagging:
             TIMERS_RESCHEDULED.labels(timer.kind).inc()
-            step.effects.arm.append((timer.timer_id, now + LAG_RETRY_US))
+            # Due again once a watermark trailing the clock by the lag passes it.
+            again = max(now + LAG_RETRY_US, timer.due_at + inputs.report_lag_us)
+            step.effects.arm.append((timer.timer_id, again))
         for timer in decisions.fired:
             TIMERS_FIRED.labels(timer.kind).inc()
         for _, reason in decisions.stop:

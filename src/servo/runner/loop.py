@@ -46,14 +46,12 @@ from servo.engine.cancellation import request_cancel
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.run import Materialization
 from servo.engine.controllers.timers import TimerSettings
-from servo.engine.derive import reusable_attempt_ids
 from servo.engine.effects import Dispatcher
 from servo.engine.fold import EngineState
 from servo.engine.ids import new_ulid, now_us
 from servo.engine.ledger import LedgerWriter
 from servo.engine.reconcile import Holding, Inputs, Reconciler
 from servo.engine.report import Report
-from servo.engine.request import TaskRequest, build_request
 from servo.engine.run_lock import RunLock, lock_path
 from servo.engine.snapshot import PublishListener
 from servo.errors import EngineError
@@ -63,6 +61,7 @@ from servo.runner.inbox import MAX_TAKE, Inbox, QueueSink, Taken, attempt_ended
 from servo.runner.options import Progress, RunnerOptions, RunStart
 from servo.runner.outbox import OutboxPump
 from servo.runner.publishing import Publishing
+from servo.runner.requests import request_builder
 from servo.runner.timer_wheel import TimerWheel
 from servo.storage.base import ObjectStore
 from servo.worker.runtime import TaskRuntime
@@ -148,7 +147,7 @@ class EmbeddedRunner:
         self._reconciler = Reconciler(
             self.compactor,
             self._ledger,
-            self._request_for,
+            request_builder(defs, tenant, workspace),
             clock=clock,
             new_id=new_id,
             timers=TimerSettings(int(options.heartbeat_timeout_s * 1_000_000)),
@@ -512,28 +511,3 @@ class EmbeddedRunner:
         if found is not None:
             events, path = found
             self.compactor.fold(events, paths=[path])
-
-    # ------------------------------------------------------------------ requests
-    def _request_for(self, state: EngineState, task: s.TaskRow, row: s.OutboxRow) -> TaskRequest:
-        definition = self._defs.assets.get(task.asset_key)
-        if definition is None:
-            raise EngineError(
-                f"run {task.run_id}: asset {task.asset_key!r} is not in the loaded "
-                "definitions; load the definitions the run was started with"
-            )
-        data_deps = tuple(d.name for d in definition.dependencies if d.type == "data")
-        upstream = {
-            dep.upstream_task_key: found
-            for dep in state.deps_of(task.run_id, task.task_key)
-            if (found := state.task(task.run_id, dep.upstream_task_key)) is not None
-        }
-        return build_request(
-            self.options.tenant_id,
-            self.options.workspace_id,
-            row,
-            task,
-            upstream,
-            data_deps,
-            self._defs.source,
-            reusable_attempt_ids(state.attempts_of(task.run_id, task.task_key), row.attempt),
-        )

@@ -1,0 +1,279 @@
+"""The request-driven reconciler of the scale-out modes: one workspace, no loop.
+
+In the serverless and Celery modes nothing runs between requests: a worker's report
+(the ledger objects it wrote), a due timer or a periodic sweep each becomes one call
+here, which
+
+1. makes sure its state is the newest published one — the manifest generation is
+   probed (hint + forward probe) and the state reloaded when another instance
+   published since; the state is bounded by active work (ended runs are archived,
+   ADR 0022), so a reload costs what the active runs cost;
+2. runs one reconcile step (`servo.engine.reconcile`) over the reported objects,
+   the due timer, or the sweep (which also folds ledger objects no report named:
+   a lost notification);
+3. applies the step's effects — dispatches through the injected `Dispatcher`, timers
+   through the injected `TimerDelivery` — and writes their `DispatchEnqueued`
+   outcomes with the publish that ends the call.
+
+Reports reach this reconciler after a delay the engine cannot see (a queue between
+the worker and it), so it judges due timers against a watermark `report_lag_us`
+behind its clock: a heartbeat check or a timeout fires only once every report made
+before its due time should have arrived; until then the timer is delivered again
+when the watermark will have passed it.
+
+Calls for one workspace are serialised within the process; instances racing on one
+workspace are kept correct by the manifest's compare-and-swap (a lost publish
+re-folds on the winner's state) and the attempt_id guard, at the price of a wasted
+dispatch now and then: deploy one reconciler instance per workspace set.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from servo.engine.anti_entropy import SweepSettings
+from servo.engine.compactor import Compactor
+from servo.engine.controllers.timers import TimerSettings
+from servo.engine.effects import Dispatcher, Effects, TimerDelivery, apply_effects
+from servo.engine.ids import new_ulid, now_us
+from servo.engine.ledger import LedgerReader, LedgerWriter
+from servo.engine.manifest import ManifestStore
+from servo.engine.reconcile import Holding, Inputs, Reconciler
+from servo.errors import ServoError
+from servo.observability import metrics
+from servo.observability.logging import get_logger
+from servo.runner import recovery
+from servo.runner.requests import request_builder
+from servo.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from servo.sdk.definitions import Definitions
+
+log = get_logger(__name__)
+
+STEPS = metrics.counter(
+    "servo_reconciler_steps_total", "Request-driven reconcile steps, by trigger.", ["trigger"]
+)
+STEP_SECONDS = metrics.histogram(
+    "servo_reconciler_step_duration_seconds", "Time of one request-driven step.", ["trigger"]
+)
+RELOADS = metrics.counter(
+    "servo_reconciler_state_reloads_total",
+    "Reloads of a workspace's state because another instance published.",
+)
+STEP_ERRORS = metrics.counter(
+    "servo_reconciler_step_errors_total", "Request-driven steps that failed.", ["error_type"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerSettings:
+    """How a request-driven reconciler judges time.
+
+    Attributes:
+        report_lag_us: how far behind its clock the reconciler assumes every report
+            has arrived (the queue's delivery delay, with margin).
+        heartbeat_timeout_us: an attempt silent this long is given up (redelivered).
+        sweep: deadlines of the anti-entropy sweep.
+        max_l0_files: delta files of one table that trigger a merge.
+    """
+
+    report_lag_us: int = 2_000_000
+    heartbeat_timeout_us: int = 60_000_000
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    max_l0_files: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """What one call did (the HTTP answer and the tests read it).
+
+    Attributes:
+        generation: the manifest generation published at the end.
+        enqueued: dispatches handed to the queue.
+        armed: timers handed to the timer delivery.
+        stopped: attempts the engine ended.
+        swept: tasks the sweep examined (0: no sweep).
+    """
+
+    generation: int
+    enqueued: int
+    armed: int
+    stopped: int
+    swept: int = 0
+
+
+class WorkspaceReconciler:
+    """Reconcile steps of one (tenant, workspace) on request; see the module docstring.
+
+    Args:
+        store: ledger and projections.
+        defs: the definitions the runs were planned from (dispatch requests name them).
+        dispatcher: hands requests to the workers (Cloud Tasks, Celery).
+        timers: delivers due timers back to `fire`.
+        clock: now, in epoch µs.
+        new_id: fresh event and attempt ids.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        tenant_id: str,
+        workspace_id: str,
+        defs: Definitions,
+        dispatcher: Dispatcher,
+        timers: TimerDelivery,
+        settings: ReconcilerSettings | None = None,
+        *,
+        clock: Callable[[], int] = now_us,
+        new_id: Callable[[], str] = new_ulid,
+    ) -> None:
+        self._store = store
+        self.tenant_id = tenant_id
+        self.workspace_id = workspace_id
+        self._defs = defs
+        self._dispatcher = dispatcher
+        self._timers = timers
+        self.settings = settings or ReconcilerSettings()
+        self._clock = clock
+        self._new_id = new_id
+        self._manifests = ManifestStore(store, tenant_id, workspace_id)
+        self._ledger = LedgerWriter(store, tenant_id, workspace_id)
+        self._reader = LedgerReader(store)
+        self._lock = threading.Lock()
+        self._reconciler: Reconciler | None = None
+
+    # ------------------------------------------------------------------ public
+    def reconcile(self, paths: Sequence[str]) -> StepSummary:
+        """Fold the ledger objects a writer reported and act on what changed."""
+        return self._call("reconcile", Inputs(), paths=paths)
+
+    def fire(self, timer_id: str) -> StepSummary:
+        """A timer's delivery: fire it if the state is fresh enough, else deliver it
+        again later."""
+        return self._call("timer", Inputs(due=[timer_id]))
+
+    def sweep(self) -> StepSummary:
+        """Anti-entropy: fold ledger objects no report named, drive stuck work, and
+        fire overdue timers at once (their queued delivery may be lost)."""
+        return self._call("sweep", Inputs(sweep=Holding()), recover=True)
+
+    def state_generation(self) -> int:
+        """The manifest generation the in-memory state holds (0: none loaded)."""
+        reconciler = self._reconciler
+        if reconciler is None or reconciler.compactor.manifest is None:
+            return 0
+        return reconciler.compactor.manifest.generation
+
+    # ------------------------------------------------------------------ a call
+    def _call(
+        self,
+        trigger: str,
+        inputs: Inputs,
+        *,
+        paths: Sequence[str] = (),
+        recover: bool = False,
+    ) -> StepSummary:
+        STEPS.labels(trigger).inc()
+        with self._lock, STEP_SECONDS.labels(trigger).time():
+            try:
+                return self._step(trigger, inputs, paths, recover)
+            except (ServoError, OSError) as exc:
+                # The state may hold events that were not published: drop it, so the
+                # next call starts from the manifest (the ledger keeps what was
+                # written; the caller's queue delivers this request again).
+                self._reconciler = None
+                STEP_ERRORS.labels(type(exc).__name__).inc()
+                log.warning(
+                    "reconciler.step_failed",
+                    tenant_id=self.tenant_id,
+                    workspace_id=self.workspace_id,
+                    trigger=trigger,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
+                raise
+
+    def _step(
+        self,
+        trigger: str,
+        inputs: Inputs,
+        paths: Sequence[str],
+        recover: bool,
+    ) -> StepSummary:
+        reconciler = self._fresh()
+        now = self._clock()
+        lag = self.settings.report_lag_us
+        fresh_at = now - lag
+        written = self._reader.read_many(list(paths)) if paths else []
+        if recover:
+            found, found_paths = recovery.unfolded(self._store, reconciler.compactor)
+            written, paths = [*written, *found], [*paths, *found_paths]
+        effects = reconciler.step(
+            Inputs(
+                written=written,
+                paths=list(paths),
+                due=inputs.due,
+                fresh_at=fresh_at,
+                sweep=inputs.sweep,
+                now=now,
+                report_lag_us=lag,
+            )
+        )
+        if trigger == "sweep":
+            overdue = [timer_id for timer_id, due_at in effects.arm if due_at <= now]
+            if overdue:  # deliver them here: a lost delivery would not come back
+                effects.arm = [(t, d) for t, d in effects.arm if d > now]
+                fired = reconciler.step(
+                    Inputs(due=overdue, fresh_at=fresh_at, now=now, report_lag_us=lag)
+                )
+                _merge(effects, fired)
+        outcomes = apply_effects(
+            effects, self._dispatcher, self._timers, now=self._clock(), new_id=self._new_id
+        )
+        reconciler.flush(outcomes, publish=True, fresh_at=fresh_at)
+        return StepSummary(
+            generation=self.state_generation(),
+            enqueued=len(effects.enqueue),
+            armed=len(effects.arm),
+            stopped=len(effects.stop),
+            swept=effects.swept,
+        )
+
+    def _fresh(self) -> Reconciler:
+        """The reconciler over the newest published state (reloaded when another
+        instance published since the last call)."""
+        current = self._reconciler
+        if current is not None:
+            manifest = current.compactor.manifest
+            known = 0 if manifest is None else manifest.generation
+            if self._manifests.latest_generation() == known:
+                return current
+            RELOADS.inc()
+        compactor = Compactor(
+            self._store,
+            self.tenant_id,
+            self.workspace_id,
+            clock=self._clock,
+            max_l0_files=self.settings.max_l0_files,
+            archive=True,
+        )
+        self._reconciler = Reconciler(
+            compactor,
+            self._ledger,
+            request_builder(self._defs, self.tenant_id, self.workspace_id),
+            clock=self._clock,
+            new_id=self._new_id,
+            timers=TimerSettings(self.settings.heartbeat_timeout_us),
+            sweep_settings=self.settings.sweep,
+        )
+        return self._reconciler
+
+
+def _merge(into: Effects, more: Effects) -> None:
+    into.enqueue.extend(more.enqueue)
+    into.stop.extend(more.stop)
+    into.arm.extend(more.arm)

@@ -1,0 +1,219 @@
+"""The request-driven reconciler (`servo.runner.workspace`): a run goes to its end
+through reports alone, across instances, lost notifications and lagging reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from servo import Definitions, asset
+from servo.dispatch.base import EnqueueOutcome
+from servo.engine import events as ev
+from servo.engine import schema as s
+from servo.engine.ledger import LedgerReader
+from servo.engine.request import TaskRequest
+from servo.errors import LedgerWriteError, TransientStorageError
+from servo.runner.remote import RunFollower, submit_run
+from servo.runner.workspace import ReconcilerSettings, WorkspaceReconciler
+from servo.sdk.io import read_value
+from servo.storage.memory import MemoryObjectStore
+from servo.worker.runtime import LedgerSink, TaskReport, TaskRuntime
+
+T, W = "default", "default"
+
+
+@asset
+def root() -> int:
+    return 1
+
+
+@asset
+def left(root: int) -> int:
+    return root + 1
+
+
+@asset
+def right(root: int) -> int:
+    return root * 10
+
+
+@asset
+def tip(left: int, right: int) -> int:
+    return left + right
+
+
+DEFS = Definitions(assets=[root, left, right, tip])
+
+
+@dataclass
+class Queue:
+    """A dispatcher that holds requests until the test delivers them."""
+
+    queued: list[TaskRequest] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+    def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
+        if request.cloud_task_id in self.names:
+            return EnqueueOutcome.ALREADY_EXISTS
+        self.names.add(request.cloud_task_id)
+        self.queued.append(request)
+        return EnqueueOutcome.CREATED
+
+    def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> list[TaskRequest]:
+        taken, self.queued = self.queued, []
+        return taken
+
+
+@dataclass
+class Timers:
+    armed: dict[str, int] = field(default_factory=dict)
+
+    def schedule(self, timer_id: str, due_at: int) -> None:
+        self.armed[timer_id] = due_at
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 1
+        return self.now
+
+
+def _world(store: MemoryObjectStore, clock: Clock) -> tuple[WorkspaceReconciler, Queue, Timers]:
+    queue, timers = Queue(), Timers()
+    settings = ReconcilerSettings(report_lag_us=2_000_000)
+    return (
+        WorkspaceReconciler(store, T, W, DEFS, queue, timers, settings, clock=clock),
+        queue,
+        timers,
+    )
+
+
+def _values(store: MemoryObjectStore, run_id: str) -> dict[str, object]:
+    follower = RunFollower(store, T, W, run_id)
+    run, tasks = follower.poll()
+    assert run is not None
+    return {
+        t.asset_key: read_value(store, t.output_location, t.output_format)
+        for t in tasks
+        if t.output_location and t.output_format
+    }
+
+
+def test_a_diamond_runs_to_its_end_through_reports_alone() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    runtime = TaskRuntime(store, DEFS, worker_id="w1", clock=clock)
+    submitted = submit_run(
+        store, DEFS, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    for _ in range(10):
+        for request in queue.take():
+            report = runtime.execute(request)
+            reconciler.reconcile(report.paths)
+    follower = RunFollower(store, T, W, submitted.run_id)
+    run, tasks = follower.poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED
+    assert sorted(t.status for t in tasks) == [s.SUCCEEDED] * 4
+    assert _values(store, submitted.run_id) == {"root": 1, "left": 2, "right": 10, "tip": 12}
+
+
+def test_a_report_handled_by_another_instance_is_seen_by_reloading() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    first, queue_a, _ = _world(store, clock)
+    second, queue_b, _ = _world(store, clock)
+    runtime = TaskRuntime(store, DEFS, worker_id="w1", clock=clock)
+    submitted = submit_run(
+        store, DEFS, lambda t, w, paths: first.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    instances = [second, first]
+    for turn in range(12):
+        for request in [*queue_a.take(), *queue_b.take()]:
+            report = runtime.execute(request)
+            instances[turn % 2].reconcile(report.paths)  # alternate instances
+    run, _ = RunFollower(store, T, W, submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED
+    assert _values(store, submitted.run_id)["tip"] == 12
+
+
+def test_a_lost_notification_is_found_by_the_sweep() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    runtime = TaskRuntime(store, DEFS, worker_id="w1", clock=clock)
+    submitted = submit_run(
+        store, DEFS, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    (request,) = queue.take()
+    runtime.execute(request)  # its report never reaches the reconciler
+    assert queue.take() == []
+    summary = reconciler.sweep()
+    assert summary.swept >= 1
+    dispatched = {r.asset_key for r in queue.take()}
+    assert dispatched == {"left", "right"}, "the sweep folded the unreported result"
+    run, _ = RunFollower(store, T, W, submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_RUNNING
+
+
+def test_a_timer_is_not_acted_on_before_every_report_could_have_arrived() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, timers = _world(store, clock)
+    submit_run(
+        store, DEFS, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    (request,) = queue.take()
+    started = TaskReport()
+    # The worker starts the attempt (its TaskStarted is reported), then goes silent.
+    event = ev.Event.new(
+        ev.TaskStarted(worker_id="w1"),
+        tenant_id=T,
+        workspace_id=W,
+        run_id=request.run_id,
+        task_key=request.task_key,
+        attempt=request.attempt,
+        attempt_id=request.attempt_id,
+        emitted_at=clock(),
+    )
+    started.paths.append(LedgerSink(store).emit(event))
+    reconciler.reconcile(started.paths)
+    assert timers.armed, "a heartbeat check was armed"
+    timer_id, due_at = next(iter(timers.armed.items()))
+    clock.now = due_at + 1  # due, but a report made just before may still be in flight
+    timers.armed.clear()
+    reconciler.fire(timer_id)
+    assert timers.armed[timer_id] >= due_at + 2_000_000 - 10, "delivered again after the lag"
+    assert queue.take() == [], "the attempt was not given up yet"
+    clock.now = due_at + 2_000_001
+    reconciler.fire(timer_id)
+    redelivered = queue.take()
+    assert [r.attempt for r in redelivered] == [2], "the silent attempt is given up and redone"
+
+
+def test_a_failed_write_drops_the_state_and_the_next_call_starts_from_the_manifest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    submitted = submit_run(store, DEFS, lambda *_: None, tenant_id=T, workspace_id=W)
+
+    real_put = store.put_if_absent
+    monkeypatch.setattr(
+        store,
+        "put_if_absent",
+        lambda *a, **k: (_ for _ in ()).throw(TransientStorageError("disk said no")),
+    )
+    with pytest.raises(LedgerWriteError):
+        reconciler.reconcile([submitted.path])
+    monkeypatch.setattr(store, "put_if_absent", real_put)
+    assert reconciler.state_generation() == 0
+    reconciler.reconcile([submitted.path])  # the queue delivers it again
+    assert [r.asset_key for r in queue.take()] == ["root"]
+    assert LedgerReader(store).read(submitted.path)[0].run_id == submitted.run_id
