@@ -86,6 +86,18 @@ def timer_id(
     return f"timer:{tenant_id}:{workspace_id}:{run_id}:{task_key}:{attempt}:{kind}"
 
 
+def timer_scope(timer: str) -> tuple[str, str]:
+    """The (tenant, workspace) a timer id belongs to.
+
+    Raises:
+        ValueError: `timer` is not a timer id.
+    """
+    parts = timer.split(":")
+    if len(parts) < 7 or parts[0] != "timer" or not parts[1] or not parts[2]:
+        raise ValueError(f"not a timer id: {timer!r}")
+    return parts[1], parts[2]
+
+
 def timer_task_id(timer: str) -> str:
     """The API-safe queue task name for a timer id."""
     return "t_" + _sha(timer)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,13 +24,12 @@ from servo.engine.snapshot import Snapshot, SnapshotReader
 from servo.errors import EngineError
 from servo.runner import planning
 from servo.runner.options import Progress
+from servo.runner.service import register_workspace
 from servo.storage.base import ObjectStore
+from servo.worker.notify import Notify
 
 if TYPE_CHECKING:
     from servo.sdk.definitions import Definitions
-
-#: Hands ledger objects to the reconciler of (tenant, workspace).
-Notify = Callable[[str, str, Sequence[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +80,7 @@ def submit_run(
         new_id=new_id,
     )
     path = LedgerWriter(store, tenant_id, workspace_id).path_for(f"runs/{start.run_id}/requested")
+    register_workspace(store, tenant_id, workspace_id)
     notify(tenant_id, workspace_id, [path])
     return Submitted(start.run_id, start.resumed, path)
 

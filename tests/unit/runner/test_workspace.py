@@ -15,6 +15,7 @@ from servo.engine.ledger import LedgerReader
 from servo.engine.request import TaskRequest
 from servo.errors import LedgerWriteError, TransientStorageError
 from servo.runner.remote import RunFollower, submit_run
+from servo.runner.service import ReconcilerService, registered_workspaces
 from servo.runner.workspace import ReconcilerSettings, WorkspaceReconciler
 from servo.sdk.io import read_value
 from servo.storage.memory import MemoryObjectStore
@@ -217,3 +218,21 @@ def test_a_failed_write_drops_the_state_and_the_next_call_starts_from_the_manife
     reconciler.reconcile([submitted.path])  # the queue delivers it again
     assert [r.asset_key for r in queue.take()] == ["root"]
     assert LedgerReader(store).read(submitted.path)[0].run_id == submitted.run_id
+
+
+def test_the_service_routes_timers_by_their_scope_and_sweeps_registered_workspaces() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    queue, timers = Queue(), Timers()
+    service = ReconcilerService(store, DEFS, queue, timers, clock=clock)
+    assert service.sweep() == {}, "nothing registered yet"
+    scope = {"tenant_id": "acme", "workspace_id": "prod", "idempotency_key": "k"}
+    submitted = submit_run(store, DEFS, lambda *_: None, **scope)
+    assert submit_run(store, DEFS, lambda *_: None, **scope).resumed
+    assert registered_workspaces(store) == [("acme", "prod")]
+    swept = service.sweep()  # the lost notification of the request is found
+    assert list(swept) == [("acme", "prod")]
+    assert [r.tenant_id for r in queue.take()] == ["acme"]
+    with pytest.raises(ValueError, match="not a timer id"):
+        service.fire("d_123")
+    run, _ = RunFollower(store, "acme", "prod", submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_RUNNING
