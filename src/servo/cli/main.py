@@ -1,5 +1,6 @@
 """The ``servo`` command: ``plan``, ``lineage``, ``assets``, ``materialize``, ``runs``,
-and the admin commands ``doctor``, ``gc``, ``backup``, ``restore``, ``catalog``.
+the admin commands ``doctor``, ``gc``, ``backup``, ``restore``, ``catalog``, and
+``serve`` (the HTTP worker / reconciler of the serverless mode).
 
 Exit codes: 0 on success; 2 for usage errors and for definition, selection or
 configuration errors (any `ServoError`; 75, EX_TEMPFAIL, when another process holds
@@ -90,6 +91,7 @@ def _register_run_commands() -> None:
     from servo.cli.doctor import doctor
     from servo.cli.gc import gc
     from servo.cli.runs import materialize, runs_app
+    from servo.cli.serve import serve
 
     app.command("lineage")(reads.lineage)
     app.command("assets")(reads.assets)
@@ -98,6 +100,7 @@ def _register_run_commands() -> None:
     app.command("gc")(gc)
     app.command("backup")(backup.backup_home)
     app.command("restore")(backup.restore_home)
+    app.command("serve")(serve)
     runs_app.command("cancel")(cancel_run)
     runs_app.command("resume")(lifecycle.resume_run)
     runs_app.command("retry")(lifecycle.retry_run)

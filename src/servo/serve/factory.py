@@ -1,0 +1,149 @@
+"""`build_serve_config`: the composition root of `servo serve`, from `Settings` to `ServeConfig`.
+
+It opens the store, loads the definitions (roles that run tasks), makes the task
+runtime, the authenticator and the rate limiter, registers the readiness checks, and
+logs the effective configuration once (``serve.config``; never a secret: the
+authenticator and the limiter describe themselves without theirs). Every problem is
+raised here, before the server binds a port: `ConfigError` for settings,
+`DefinitionError` for code, so ``servo serve`` exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from servo._version import __version__
+from servo.errors import DefinitionError
+from servo.observability.logging import get_logger
+from servo.resilience.rate_limit import RateLimiter
+from servo.sdk.loader import load_definitions
+from servo.serve.auth import Authenticator
+from servo.serve.config import InternalHandler, ReadinessCheck, ReportHook, Role, ServeConfig
+from servo.storage.factory import open_store
+from servo.worker.runtime import LedgerSink, TaskRuntime
+
+if TYPE_CHECKING:
+    from servo.config.settings import Settings
+    from servo.storage.base import ObjectStore
+
+log = get_logger(__name__)
+
+#: Seconds between heartbeats of a running attempt (the embedded runner's default,
+#: well inside the engine's heartbeat timeout).
+DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
+#: The object the storage readiness check asks about: absent is the cheap answer.
+READINESS_PROBE_PATH = "health/readiness-probe"
+
+
+def worker_id() -> str:
+    """This process's worker id, ``{hostname}-{pid}`` (reported in `TaskStarted`)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def storage_check(store: ObjectStore) -> ReadinessCheck:
+    """A readiness check that asks the store for one object's metadata (one cheap call)."""
+
+    def check() -> None:
+        store.head(READINESS_PROBE_PATH)
+
+    return check
+
+
+def code_version(source: str | None) -> dict[str, str]:
+    """The servo version and, for definitions loaded from a file, its content digest
+    (so two instances running different code can be told apart)."""
+    version = {"servo": __version__}
+    if source is not None and Path(source).is_file():
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+        version["definitions"] = digest
+    return version
+
+
+def build_serve_config(
+    settings: Settings,
+    role: Role,
+    defs_path: str | None,
+    *,
+    heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+    on_report: ReportHook | None = None,
+    internal_handlers: Mapping[str, InternalHandler] | None = None,
+    store: ObjectStore | None = None,
+) -> ServeConfig:
+    """The `ServeConfig` that `settings` describe for `role`.
+
+    Args:
+        settings: the loaded settings.
+        role: ``worker``, ``reconciler`` or ``all``.
+        defs_path: the definitions to run (required by the roles that run tasks).
+        heartbeat_interval_s: seconds between heartbeats of running attempts.
+        on_report: see `ServeConfig.on_report`.
+        internal_handlers: see `ServeConfig.internal_handlers`.
+        store: the object store (default: `open_store` from the settings).
+
+    Raises:
+        ConfigError: invalid settings (no authentication configured, a bad limit).
+        DefinitionError: the definitions are missing or cannot be loaded.
+    """
+    authenticator = Authenticator.from_settings(settings.worker)
+    limiter = RateLimiter.from_settings(settings.rate_limit)
+    store = store if store is not None else open_store(settings.storage, Path(settings.home))
+    checks: dict[str, ReadinessCheck] = {"storage": storage_check(store)}
+    if not settings.rate_limit.storage_url.startswith("memory://"):
+        checks["rate_limit"] = _limiter_check(limiter)
+    runtime = None
+    version = code_version(None)
+    if role in ("worker", "all"):
+        if not defs_path:
+            raise DefinitionError(
+                f"servo serve --role {role} runs tasks and needs their definitions: "
+                "pass --defs PATH or set SERVO_DEFS"
+            )
+        defs = load_definitions(defs_path)
+        version = code_version(defs.source)
+        runtime = TaskRuntime(
+            store,
+            defs,
+            worker_id=worker_id(),
+            heartbeat_interval_s=heartbeat_interval_s,
+            sink=LedgerSink(store),
+        )
+    config = ServeConfig(
+        role=role,
+        authenticator=authenticator,
+        rate_limiter=limiter,
+        runtime=runtime,
+        readiness_checks=checks,
+        metrics_token=settings.metrics.token,
+        on_report=on_report,
+        internal_handlers=dict(internal_handlers or {}),
+        max_concurrency=settings.worker.max_concurrency,
+        version=version,
+    )
+    log.info(
+        "serve.config",
+        role=role,
+        authentication=authenticator.describe(),
+        rate_limits=limiter.describe(),
+        metrics_auth="bearer" if settings.metrics.token else "none",
+        max_concurrency=config.max_concurrency,
+        heartbeat_interval_s=heartbeat_interval_s,
+        storage_backend=settings.storage.backend,
+        readiness_checks=sorted(checks),
+        version=version,
+    )
+    return config
+
+
+def _limiter_check(limiter: RateLimiter) -> ReadinessCheck:
+    """A readiness check of a shared (Redis) limiter store."""
+
+    def check() -> None:
+        if not limiter.check():
+            raise ConnectionError("rate limit storage")
+
+    return check
