@@ -60,6 +60,9 @@ class StorageSettings(_Section):
     bucket: str | None = None
     #: Key prefix inside the bucket or below the home directory.
     prefix: str = ""
+    #: GCS API endpoint to use instead of Google's (fake-gcs-server on loopback);
+    #: anonymous credentials are used with it.
+    endpoint: str | None = None
     #: fsync files and directories on the local backend, so that what a run recorded
     #: survives a power loss or a kernel crash, not only a killed process. On by
     #: default; off trades that for speed in long chains of tiny assets (a torn file
@@ -181,6 +184,25 @@ class WorkerSettings(_Section):
         return value
 
 
+class ReconcilerSection(_Section):
+    """How the reconciler of the scale-out modes judges time (`servo serve`)."""
+
+    #: Seconds a worker's report may take to reach the reconciler through the queue;
+    #: due timers wait this long past their due time before judging an attempt.
+    report_lag_s: float = Field(default=2.0, ge=0, le=600)
+    #: Seconds an attempt may stay silent before it is given up and redelivered.
+    heartbeat_timeout_s: float = Field(default=60.0, gt=0)
+    #: Seconds an enqueued attempt may wait to start before it is redelivered (a
+    #: push the queue lost).
+    start_deadline_s: float = Field(default=120.0, gt=0)
+    #: Seconds a READY task or a PENDING dispatch may wait before the sweep drives it.
+    ready_deadline_s: float = Field(default=5.0, gt=0)
+    #: Seconds past due after which the sweep delivers a timer itself.
+    timer_grace_s: float = Field(default=1.0, gt=0)
+    #: Workspaces one reconciler instance keeps loaded at once.
+    max_workspaces: int = Field(default=64, gt=0)
+
+
 class RateLimitSettings(_Section):
     """Rate limits of `servo serve` (`limits` library)."""
 
@@ -214,6 +236,7 @@ class Settings(_Section):
     cloud: CloudSettings = CloudSettings()
     worker: WorkerSettings = WorkerSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    reconciler: ReconcilerSection = ReconcilerSection()
     metrics: MetricsSettings = MetricsSettings()
 
 

@@ -13,22 +13,26 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from servo._version import __version__
-from servo.errors import DefinitionError
+from servo.engine.anti_entropy import SweepSettings
+from servo.errors import ConfigError, DefinitionError
 from servo.observability.logging import get_logger
 from servo.resilience.rate_limit import RateLimiter
+from servo.runner.workspace import ReconcilerSettings
 from servo.sdk.loader import load_definitions
 from servo.serve.auth import Authenticator
 from servo.serve.config import InternalHandler, ReadinessCheck, ReportHook, Role, ServeConfig
 from servo.storage.factory import open_store
-from servo.worker.runtime import LedgerSink, TaskRuntime
+from servo.worker.notify import Notify, NotifyingSink
+from servo.worker.runtime import EventSink, LedgerSink, TaskRuntime
 
 if TYPE_CHECKING:
     from servo.config.settings import Settings
+    from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
 
 log = get_logger(__name__)
@@ -96,21 +100,31 @@ def build_serve_config(
     if not settings.rate_limit.storage_url.startswith("memory://"):
         checks["rate_limit"] = _limiter_check(limiter)
     runtime = None
-    version = code_version(None)
-    if role in ("worker", "all"):
-        if not defs_path:
-            raise DefinitionError(
-                f"servo serve --role {role} runs tasks and needs their definitions: "
-                "pass --defs PATH or set SERVO_DEFS"
+    if not defs_path:
+        raise DefinitionError(
+            f"servo serve --role {role} needs the definitions its runs are planned from: "
+            "pass --defs PATH or set SERVO_DEFS"
+        )
+    defs = load_definitions(defs_path)
+    version = code_version(defs.source)
+    remote = settings.cloud.provider == "gcp"
+    if role in ("reconciler", "all"):
+        if not remote:
+            raise ConfigError(
+                f"servo serve --role {role} dispatches through Cloud Tasks: set "
+                "cloud.provider: gcp (SERVO_CLOUD_PROVIDER=gcp) and the cloud_tasks and "
+                "cloud_run settings"
             )
-        defs = load_definitions(defs_path)
-        version = code_version(defs.source)
+        if internal_handlers is None:
+            internal_handlers = _reconciler(settings, store, defs)
+    if role in ("worker", "all"):
+        sink: EventSink = NotifyingSink(store, _notifier(settings)) if remote else LedgerSink(store)
         runtime = TaskRuntime(
             store,
             defs,
             worker_id=worker_id(),
             heartbeat_interval_s=heartbeat_interval_s,
-            sink=LedgerSink(store),
+            sink=sink,
         )
     config = ServeConfig(
         role=role,
@@ -137,6 +151,55 @@ def build_serve_config(
         version=version,
     )
     return config
+
+
+def _reconciler(
+    settings: Settings, store: ObjectStore, defs: Definitions
+) -> dict[str, InternalHandler]:
+    """The /internal/* handlers over Cloud Tasks dispatch and timers."""
+    from servo.dispatch.cloud_tasks import CloudTasksDispatcher, CloudTasksTimers, breaker_from
+    from servo.runner.service import ReconcilerService
+    from servo.serve.reconciler import reconciler_handlers
+
+    breaker = breaker_from(settings)
+    timers = CloudTasksTimers.from_settings(settings, breaker=breaker)
+    service = ReconcilerService(
+        store,
+        defs,
+        CloudTasksDispatcher.from_settings(settings, breaker=breaker),
+        timers,
+        reconciler_settings(settings),
+        max_workspaces=settings.reconciler.max_workspaces,
+    )
+    return reconciler_handlers(service, timers)
+
+
+def reconciler_settings(settings: Settings) -> ReconcilerSettings:
+    """The reconciler's timing from the ``reconciler`` settings section."""
+    section = settings.reconciler
+    return ReconcilerSettings(
+        report_lag_us=int(section.report_lag_s * 1_000_000),
+        heartbeat_timeout_us=int(section.heartbeat_timeout_s * 1_000_000),
+        sweep=SweepSettings(
+            ready_deadline_us=int(section.ready_deadline_s * 1_000_000),
+            enqueue_deadline_us=int(section.ready_deadline_s * 1_000_000),
+            start_deadline_us=int(section.start_deadline_s * 1_000_000),
+            timer_grace_us=int(section.timer_grace_s * 1_000_000),
+        ),
+    )
+
+
+def _notifier(settings: Settings) -> Notify:
+    """Hands a worker's ledger objects to the reconcile queue (one task per object,
+    named after it, so a repeated notification is ALREADY_EXISTS)."""
+    from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
+
+    queue = CloudTasksReconcileQueue.from_settings(settings)
+
+    def notify(tenant_id: str, workspace_id: str, paths: Sequence[str]) -> None:
+        queue.enqueue_reconcile(tenant_id, workspace_id, list(paths), key=paths[0])
+
+    return notify
 
 
 def _limiter_check(limiter: RateLimiter) -> ReadinessCheck:

@@ -57,7 +57,7 @@ class RequestInvalid(Exception):
 Check = Callable[[str, Any], list[FieldProblem]]
 
 
-def _type(name: str, value: Any, kinds: tuple[type, ...], what: str) -> list[FieldProblem]:
+def type_problems(name: str, value: Any, kinds: tuple[type, ...], what: str) -> list[FieldProblem]:
     if isinstance(value, bool) and bool not in kinds:
         return [FieldProblem(name, "invalid_type", f"must be {what}, not a boolean")]
     if not isinstance(value, kinds):
@@ -74,8 +74,8 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _text(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (str,), "a string")
+def text_problems(name: str, value: Any) -> list[FieldProblem]:
+    problems = type_problems(name, value, (str,), "a string")
     if problems:
         return problems
     if not value:
@@ -91,8 +91,8 @@ def _text(name: str, value: Any) -> list[FieldProblem]:
     return []
 
 
-def _scope_id(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (str,), "a string")
+def scope_id_problems(name: str, value: Any) -> list[FieldProblem]:
+    problems = type_problems(name, value, (str,), "a string")
     if not problems and not SCOPE_ID.fullmatch(value):
         problems.append(
             FieldProblem(
@@ -105,7 +105,7 @@ def _scope_id(name: str, value: Any) -> list[FieldProblem]:
 
 
 def _path_segment(name: str, value: Any) -> list[FieldProblem]:
-    problems = _text(name, value)
+    problems = text_problems(name, value)
     if not problems and ("/" in value or "\\" in value or value in (".", "..")):
         problems.append(
             FieldProblem(name, "invalid_value", "must not contain '/' or '\\' or be '.' or '..'")
@@ -121,31 +121,32 @@ def _optional(check: Check) -> Check:
 
 
 def _attempt(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (int,), "an integer")
+    problems = type_problems(name, value, (int,), "an integer")
     if not problems and value < 1:
         problems.append(FieldProblem(name, "invalid_value", "must be 1 or more"))
     return problems
 
 
 def _timeout(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (int, float), "a number")
+    problems = type_problems(name, value, (int, float), "a number")
     if not problems and not (math.isfinite(value) and value > 0):
         problems.append(FieldProblem(name, "invalid_value", "must be a finite number above 0"))
     return problems
 
 
 def _inputs(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (list,), "an array")
+    problems = type_problems(name, value, (list,), "an array")
     if problems:
         return problems
     for index, item in enumerate(value):
         where = f"{name}[{index}]"
-        problems += _object(where, item, {"name": _text, "location": _text, "format": _text})
+        fields = {"name": text_problems, "location": text_problems, "format": text_problems}
+        problems += object_problems(where, item, fields)
     return problems
 
 
 def _ids(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (list,), "an array")
+    problems = type_problems(name, value, (list,), "an array")
     if problems:
         return problems
     for index, item in enumerate(value):
@@ -154,7 +155,7 @@ def _ids(name: str, value: Any) -> list[FieldProblem]:
 
 
 def _retry(name: str, value: Any) -> list[FieldProblem]:
-    problems = _type(name, value, (dict,), "an object")
+    problems = type_problems(name, value, (dict,), "an object")
     if problems:
         return problems
     try:
@@ -167,28 +168,28 @@ def _retry(name: str, value: Any) -> list[FieldProblem]:
 
 #: Every TaskRequest field: its check, and whether it may be omitted.
 FIELDS: dict[str, tuple[Check, bool]] = {
-    "tenant_id": (_scope_id, False),
-    "workspace_id": (_scope_id, False),
+    "tenant_id": (scope_id_problems, False),
+    "workspace_id": (scope_id_problems, False),
     "run_id": (_path_segment, False),
-    "task_key": (_text, False),
-    "asset_key": (_text, False),
-    "partition_key": (_optional(_text), False),
+    "task_key": (text_problems, False),
+    "asset_key": (text_problems, False),
+    "partition_key": (_optional(text_problems), False),
     "attempt": (_attempt, False),
     "attempt_id": (_path_segment, False),
-    "dispatch_id": (_text, False),
-    "cloud_task_id": (_text, False),
+    "dispatch_id": (text_problems, False),
+    "cloud_task_id": (text_problems, False),
     "inputs": (_inputs, True),
     "timeout_s": (_optional(_timeout), True),
-    "defs_source": (_optional(_text), True),
+    "defs_source": (_optional(text_problems), True),
     "reusable_attempt_ids": (_ids, True),
     "retry": (_optional(_retry), True),
 }
 
 
-def _object(
+def object_problems(
     where: str, value: Any, checks: Mapping[str, Check], optional: frozenset[str] = frozenset()
 ) -> list[FieldProblem]:
-    problems = _type(where or "body", value, (dict,), "an object")
+    problems = type_problems(where or "body", value, (dict,), "an object")
     if problems:
         return problems
     prefix = f"{where}." if where else ""
@@ -230,7 +231,7 @@ def validate_task_request(raw: Any) -> TaskRequest:
     """
     checks = {name: check for name, (check, _) in FIELDS.items()}
     optional = frozenset(name for name, (_, can_omit) in FIELDS.items() if can_omit)
-    problems = _object("", raw, checks, optional)
+    problems = object_problems("", raw, checks, optional)
     if problems:
         raise RequestInvalid(problems)
     data = dict(raw)

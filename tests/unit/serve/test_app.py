@@ -632,7 +632,11 @@ def test_build_serve_config_refuses_missing_authentication_and_definitions(
         build_serve_config(settings_for(tmp_path), "worker", str(defs_file))
     with pytest.raises(DefinitionError, match="--defs"):
         build_serve_config(settings_for(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET), "worker", None)
-    reconciler = build_serve_config(
-        settings_for(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET), "reconciler", None
-    )
-    assert reconciler.runtime is None
+    with pytest.raises(DefinitionError, match="--defs"):  # it plans requests from them
+        build_serve_config(
+            settings_for(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET), "reconciler", None
+        )
+    with pytest.raises(ConfigError, match="SERVO_CLOUD_PROVIDER=gcp"):
+        build_serve_config(
+            settings_for(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET), "reconciler", str(defs_file)
+        )

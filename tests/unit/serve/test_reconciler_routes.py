@@ -1,0 +1,148 @@
+"""The reconciler's /internal/* routes over a real `ReconcilerService` (memory store):
+bodies are validated, steps run, failures ask the queue to deliver again, hops re-arm."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+from servo.engine import schema as s
+from servo.errors import TransientStorageError
+from servo.resilience.rate_limit import RateLimitConfig, RateLimiter, open_storage
+from servo.runner.remote import RunFollower, submit_run
+from servo.runner.service import ReconcilerService
+from servo.serve.app import create_app
+from servo.serve.auth import SIGNATURE_HEADER, Authenticator, sign_hmac
+from servo.serve.auth_hmac import HmacVerifier
+from servo.serve.config import ServeConfig
+from servo.serve.reconciler import reconciler_handlers
+from servo.storage.memory import MemoryObjectStore
+from servo.worker.runtime import TaskRuntime
+from tests.unit.runner.test_workspace import DEFS, Clock, Queue, Timers
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+SECRET = "reconciler-secret-0123456789abcdef"
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = MemoryObjectStore()
+        self.clock = Clock()
+        self.queue, self.timers = Queue(), Timers()
+        self.service = ReconcilerService(
+            self.store, DEFS, self.queue, self.timers, clock=self.clock
+        )
+        config = ServeConfig(
+            role="reconciler",
+            authenticator=Authenticator(
+                hmac=HmacVerifier(SECRET, 300.0, clock=lambda: self.clock.now / 1e6)
+            ),
+            rate_limiter=RateLimiter(open_storage("memory://"), RateLimitConfig()),
+            internal_handlers=reconciler_handlers(self.service, self.timers, clock=self.clock),
+        )
+        self.client = TestClient(create_app(config))
+
+    def post(self, route: str, body: Any, *, signed: bool = True) -> Any:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if signed:
+            headers[SIGNATURE_HEADER] = sign_hmac(SECRET, data, self.clock.now / 1e6)
+        return self.client.post(f"/internal/{route}", content=data, headers=headers)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    found = World()
+    with found.client:
+        yield found
+
+
+def test_reports_posted_to_reconcile_drive_a_diamond_to_its_end(world: World) -> None:
+    runtime = TaskRuntime(world.store, DEFS, worker_id="w", clock=world.clock)
+
+    def notify(tenant: str, workspace: str, paths: Any) -> None:
+        body = {"tenant_id": tenant, "workspace_id": workspace, "paths": list(paths)}
+        answer = world.post("reconcile", body)
+        assert answer.status_code == 200, answer.text
+
+    submitted = submit_run(world.store, DEFS, notify, tenant_id="default", workspace_id="default")
+    for _ in range(6):
+        for request in world.queue.take():
+            notify(request.tenant_id, request.workspace_id, runtime.execute(request).paths)
+    run, _ = RunFollower(world.store, "default", "default", submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED
+
+
+def test_an_unsigned_request_never_reaches_the_step(world: World) -> None:
+    answer = world.post("sweep", {}, signed=False)
+    assert answer.status_code == 401
+    assert world.queue.take() == []
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": []}, "paths"),
+        ("reconcile", {"tenant_id": "a/..", "workspace_id": "b", "paths": ["x"]}, "tenant_id"),
+        ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": ["ledger/c/b/x"]},
+         "paths[0]"),
+        ("timers", {"timer_id": "d_123", "due_at": 5}, "timer_id"),
+        ("timers", {"timer_id": "timer:a:b:r:t:1:retry", "due_at": "soon"}, "due_at"),
+        ("sweep", {"workspaces": [{"tenant_id": "a"}]}, "workspaces[0].workspace_id"),
+        ("sweep", b"{not json", "body"),
+    ],
+)  # fmt: skip
+def test_a_bad_body_is_a_validation_error_naming_the_field(
+    world: World, route: str, body: Any, field: str
+) -> None:
+    answer = world.post(route, body)
+    assert answer.status_code == 400
+    payload = answer.json()
+    assert payload["error"] == "validation_error"
+    assert field in [d["field"] for d in payload["details"]]
+
+
+def test_a_failed_step_answers_503_so_the_queue_delivers_it_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitted = submit_run(world.store, DEFS, lambda *_: None, tenant_id="t", workspace_id="w")
+    body = {"tenant_id": "t", "workspace_id": "w", "paths": [submitted.path]}
+
+    def refuse(*_: object, **__: object) -> int:
+        raise TransientStorageError("store unavailable at http://user:pw@host")
+
+    real = world.store.put_if_absent
+    monkeypatch.setattr(world.store, "put_if_absent", refuse)
+    answer = world.post("reconcile", body)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert "pw" not in answer.text, "no dependency message in the answer"
+    monkeypatch.setattr(world.store, "put_if_absent", real)
+    world.clock.now += 1_000_000  # the queue retries later (a signature is good once)
+    assert world.post("reconcile", body).status_code == 200
+    assert [r.asset_key for r in world.queue.take()] == ["root"]
+
+
+def test_a_timer_delivered_long_before_its_due_time_is_armed_again(world: World) -> None:
+    due = world.clock.now + 3_600_000_000
+    answer = world.post("timers", {"timer_id": "timer:t:w:r:k:1:retry", "due_at": due})
+    assert answer.status_code == 200 and answer.json() == {"rearmed": True, "due_at": due}
+    assert world.timers.armed == {"timer:t:w:r:k:1:retry": due}
+
+
+def test_a_sweep_of_every_registered_workspace_reports_each(world: World) -> None:
+    submit_run(world.store, DEFS, lambda *_: None, tenant_id="t1", workspace_id="w")
+    submit_run(world.store, DEFS, lambda *_: None, tenant_id="t2", workspace_id="w")
+    answer = world.post("sweep", {})
+    assert answer.status_code == 200
+    swept = answer.json()["workspaces"]
+    assert [(w["tenant_id"], w["enqueued"]) for w in swept] == [("t1", 1), ("t2", 1)]
+    only = world.post("sweep", {"workspaces": [{"tenant_id": "t1", "workspace_id": "w"}]})
+    assert [w["tenant_id"] for w in only.json()["workspaces"]] == ["t1"]
