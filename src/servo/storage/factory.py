@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 from servo.errors import ConfigError
 from servo.storage.local import LocalObjectStore
@@ -24,7 +25,8 @@ def open_store(settings: StorageSettings, home: Path) -> ObjectStore:
             ``home / settings.prefix`` (an absolute prefix is used as it is).
 
     Returns:
-        A memory, local or GCS store.
+        A memory, local or GCS store. With ``storage.endpoint`` set, the GCS store talks
+        to that endpoint (fake-gcs-server) with anonymous credentials.
 
     Raises:
         ConfigError: the GCS backend without a bucket, or without its extra installed.
@@ -39,4 +41,36 @@ def open_store(settings: StorageSettings, home: Path) -> ObjectStore:
         )
     from servo.storage.gcs import GcsObjectStore
 
-    return GcsObjectStore(settings.bucket, prefix=settings.prefix)
+    if settings.endpoint is None:
+        return GcsObjectStore(settings.bucket, prefix=settings.prefix)
+    return GcsObjectStore(  # the store is the client's only user: `close` closes it
+        settings.bucket,
+        prefix=settings.prefix,
+        client=_endpoint_client(settings.endpoint),
+        owns_client=True,
+    )
+
+
+def _endpoint_client(endpoint: str) -> Any:
+    """An anonymous ``google.cloud.storage.Client`` talking to `endpoint`.
+
+    The project is only a label here: object calls do not send it.
+
+    google-cloud-storage starts a thread per bucket that fetches its metadata for the
+    library's own telemetry; against a local server it outlives the store and keeps
+    retrying, so it is turned off (unless the environment already decided).
+    """
+    try:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.storage import Client
+    except ImportError as exc:
+        raise ConfigError(
+            "storage.backend 'gcs' needs google-cloud-storage: pip install 'servo[gcp]'"
+        ) from exc
+
+    os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
+    return Client(
+        project="servo",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint},
+    )

@@ -135,6 +135,7 @@ class GcsObjectStore:
         timeout: seconds to wait for each HTTP request.
         retry_deadline: seconds the client library may spend retrying transient
             failures of one call; 0 disables its retries.
+        owns_client: whether `close` closes the client (default: only one it built).
 
     Raises:
         ConfigError: google-cloud-storage is not installed, or no credentials.
@@ -148,6 +149,7 @@ class GcsObjectStore:
         *,
         timeout: float = 60.0,
         retry_deadline: float = 60.0,
+        owns_client: bool | None = None,
     ) -> None:
         try:
             from google.cloud import storage
@@ -161,7 +163,7 @@ class GcsObjectStore:
         if prefix:
             check_path(prefix)
         self._prefix = f"{prefix}/" if prefix else ""
-        self._owns_client = client is None
+        self._owns_client = client is None if owns_client is None else owns_client
         if client is None:
             try:
                 client = storage.Client()
