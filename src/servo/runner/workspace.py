@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+#: Outcomes of recent report batches kept for the callers still waiting on them.
+_KEPT_RESULTS = 64
+
 STEPS = metrics.counter(
     "servo_reconciler_steps_total", "Request-driven reconcile steps, by trigger.", ["trigger"]
 )
@@ -145,11 +148,44 @@ class WorkspaceReconciler:
         self._reader = LedgerReader(store)
         self._lock = threading.Lock()
         self._reconciler: Reconciler | None = None
+        # Group commit of reports (`reconcile`): paths waiting for the next step, the
+        # number of the batch they will be folded in, and the outcome of recent ones.
+        self._gathering = threading.Lock()
+        self._pending: dict[str, None] = {}
+        self._open_batch = 0
+        self._results: dict[int, StepSummary | ServoError | OSError] = {}
 
     # ------------------------------------------------------------------ public
     def reconcile(self, paths: Sequence[str]) -> StepSummary:
-        """Fold the ledger objects a writer reported and act on what changed."""
-        return self._call("reconcile", Inputs(), paths=paths)
+        """Fold the ledger objects a writer reported and act on what changed.
+
+        Concurrent calls are committed as a group: paths reported while a step runs
+        are folded together by the next step, and every caller whose paths it folded
+        gets its summary (or its error), so a burst of reports costs a few steps, not
+        one step and one publish each.
+        """
+        with self._gathering:
+            self._pending.update(dict.fromkeys(paths))
+            mine = self._open_batch
+        with self._lock:
+            with self._gathering:
+                done = self._results.get(mine) if mine < self._open_batch else None
+                if done is None:
+                    taken = list(self._pending)
+                    self._pending.clear()
+                    self._open_batch += 1
+            if done is None:
+                try:
+                    done = self._locked_call("reconcile", Inputs(), taken, recover=False)
+                except (ServoError, OSError) as exc:
+                    done = exc
+                    with self._gathering:  # folded by the next step (the callers'
+                        self._pending.update(dict.fromkeys(taken))  # retries too)
+                self._results[mine] = done
+                self._results.pop(mine - _KEPT_RESULTS, None)
+        if isinstance(done, BaseException):
+            raise done
+        return done
 
     def fire(self, timer_id: str) -> StepSummary:
         """A timer's delivery: fire it if the state is fresh enough, else deliver it
@@ -177,8 +213,14 @@ class WorkspaceReconciler:
         paths: Sequence[str] = (),
         recover: bool = False,
     ) -> StepSummary:
+        with self._lock:
+            return self._locked_call(trigger, inputs, paths, recover=recover)
+
+    def _locked_call(
+        self, trigger: str, inputs: Inputs, paths: Sequence[str], *, recover: bool
+    ) -> StepSummary:
         STEPS.labels(trigger).inc()
-        with self._lock, STEP_SECONDS.labels(trigger).time():
+        with STEP_SECONDS.labels(trigger).time():
             try:
                 return self._step(trigger, inputs, paths, recover)
             except (ServoError, OSError) as exc:

@@ -3,6 +3,7 @@ through reports alone, across instances, lost notifications and lagging reports.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -14,6 +15,7 @@ from servo.engine import schema as s
 from servo.engine.ledger import LedgerReader
 from servo.engine.request import TaskRequest
 from servo.errors import LedgerWriteError, TransientStorageError
+from servo.observability import metrics
 from servo.runner.remote import RunFollower, submit_run
 from servo.runner.service import ReconcilerService, registered_workspaces
 from servo.runner.workspace import ReconcilerSettings, WorkspaceReconciler
@@ -236,3 +238,40 @@ def test_the_service_routes_timers_by_their_scope_and_sweeps_registered_workspac
         service.fire("d_123")
     run, _ = RunFollower(store, "acme", "prod", submitted.run_id).poll()
     assert run is not None and run.status == s.RUN_RUNNING
+
+
+def test_concurrent_reports_are_folded_by_a_few_steps_and_each_caller_answered() -> None:
+    @asset
+    def base() -> int:
+        return 1
+
+    leaves = [asset(name=f"leaf_{i}")(lambda base: base + 1) for i in range(24)]
+    defs = Definitions(assets=[base, *leaves])
+    store, clock = MemoryObjectStore(), Clock()
+    queue, timers = Queue(), Timers()
+    reconciler = WorkspaceReconciler(store, T, W, defs, queue, timers, clock=clock)
+    runtime = TaskRuntime(store, defs, worker_id="w1", clock=clock)
+    submitted = submit_run(
+        store, defs, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    (first,) = queue.take()
+    reconciler.reconcile(runtime.execute(first).paths)
+    reports = [runtime.execute(request).paths for request in queue.take()]
+    assert len(reports) == 24
+    steps_before = metrics.sample("servo_reconciler_steps_total", {"trigger": "reconcile"})
+    barrier = threading.Barrier(len(reports))
+    answers: list[object] = []
+
+    def report(paths: list[str]) -> None:
+        barrier.wait()
+        answers.append(reconciler.reconcile(paths))
+
+    threads = [threading.Thread(target=report, args=(paths,)) for paths in reports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    steps = metrics.sample("servo_reconciler_steps_total", {"trigger": "reconcile"}) - steps_before
+    assert len(answers) == 24 and steps < 24, f"{steps} steps for 24 reports"
+    run, _ = RunFollower(store, T, W, submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED
