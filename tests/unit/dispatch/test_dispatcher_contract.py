@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from servo.config.settings import CloudRunSettings, CloudSettings, CloudTasksSettings, GcpSettings
+from servo.dispatch.cloud_tasks import CloudTasksDispatcher
 from servo.dispatch.local import LocalPoolDispatcher, ProcessRuntimeSpec
+from servo.engine.request import TaskRequest
 from servo.sdk.loader import load_definitions
 from servo.storage.local import LocalObjectStore
+from servo.testing.cloud_tasks import LocalCloudTasks
 from servo.testing.dispatchers import QueueDispatcher
-from servo.worker.runtime import TaskRuntime
+from servo.worker.runtime import TaskReport, TaskRuntime
+from tests.unit.testing.receiver import Received, Receiver, Reply
 
 from .contract import DEFINITIONS, DispatcherContract, Ended, wait_for
 
@@ -77,6 +82,43 @@ class _QueueHarness(_Harness):
         self.dispatcher.close()
 
 
+class _CloudTasksHarness(_Harness):
+    """`CloudTasksDispatcher` -> the local Cloud Tasks server -> a loopback worker
+    that runs each pushed request through a real `TaskRuntime`, as ``/execute``
+    does."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        self._runtime = self.runtime()
+        self.receiver = Receiver(self._execute)
+        self.server = LocalCloudTasks()
+        address = self.server.start()
+        self.server.ensure_queue("projects/p/locations/l/queues/servo-tasks")
+        cloud = CloudSettings(
+            provider="gcp",
+            gcp=GcpSettings(project="p", region="l"),
+            cloud_tasks=CloudTasksSettings(emulator_host=address),
+            cloud_run=CloudRunSettings(worker_url=self.receiver.url),
+        )
+        self.dispatcher = CloudTasksDispatcher(cloud)
+
+    def _execute(self, received: Received) -> Reply:
+        if received.path != "/execute":
+            return Reply(404)
+        request = TaskRequest.from_json(received.body)
+        try:
+            result: TaskReport | BaseException = self._runtime.execute(request)
+        except Exception as exc:  # the worker's answer is an error: reported as such
+            result = exc
+        self.ended(request, result)
+        return Reply(200)
+
+    def _close(self) -> None:
+        self.dispatcher.close()
+        self.server.stop()
+        self.receiver.close()
+
+
 class TestThreadPool(DispatcherContract):
     @pytest.fixture
     def harness(self, tmp_path: Path) -> Iterator[_Harness]:
@@ -97,5 +139,13 @@ class TestInMemoryQueue(DispatcherContract):
     @pytest.fixture
     def harness(self, tmp_path: Path) -> Iterator[_Harness]:
         harness = _QueueHarness(tmp_path)
+        yield harness
+        harness.close()
+
+
+class TestCloudTasks(DispatcherContract):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> Iterator[_Harness]:
+        harness = _CloudTasksHarness(tmp_path)
         yield harness
         harness.close()

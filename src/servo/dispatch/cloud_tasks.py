@@ -1,0 +1,316 @@
+"""Cloud Tasks edges of the serverless mode: dispatches, timers, reconcile requests.
+
+Three small clients, one per queue, on `CloudTasksQueue` (the official client with
+names, OIDC, trace context, the ``cloud_tasks`` circuit breaker and error translation;
+see `servo.dispatch.cloud_tasks_queue`):
+
+- `CloudTasksDispatcher` (the `Dispatcher` protocol): a task named
+  ``{queue}/tasks/{request.cloud_task_id}`` POSTs ``request.to_json()`` to
+  ``{cloud_run.worker_url}/execute``. ALREADY_EXISTS is success; Cloud Tasks forgets
+  names about an hour after the task ran, so the outbox, not the queue, is the real
+  guard against dispatching twice.
+- `CloudTasksTimers` (the `TimerDelivery` protocol): a task on the timer queue
+  POSTs ``{"timer_id", "due_at"}`` to ``{cloud_run.reconciler_url}/internal/timers``
+  at ``schedule_time`` = due time. Cloud Tasks schedules at most 30 days ahead, so a
+  later timer *hops*: it is scheduled inside the horizon with the real ``due_at`` in
+  the body, and the handler, finding it early, schedules it again.
+- `CloudTasksReconcileQueue.enqueue_reconcile`: asks the reconciler to fold ledger
+  objects (``{cloud_run.reconciler_url}/internal/reconcile``), e.g. after a worker
+  wrote its report.
+
+With `service_account_email` set, Cloud Tasks attaches an OIDC token for that
+account to every push (audience: `cloud_tasks.audience`, else the receiving
+service's URL), which the receiver verifies. With `cloud_tasks.emulator_host` set,
+the client talks plaintext gRPC to that address (`servo.testing.cloud_tasks`).
+
+Errors: `TransientStorageError` (worth retrying; an open breaker too) and
+`ConfigError` (queue, permission or request to fix); see `cloud_tasks_queue`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from servo.dispatch.base import EnqueueOutcome
+from servo.dispatch.cloud_tasks_queue import (
+    CloudTasksClient,
+    CloudTasksQueue,
+    required_setting,
+    sha256_hex,
+)
+from servo.engine.ids import now_us
+from servo.engine.request import TaskRequest
+from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
+
+if TYPE_CHECKING:
+    from servo.config.settings import CloudSettings, Settings
+
+__all__ = [
+    "HOP_US",
+    "CloudTasksDispatcher",
+    "CloudTasksQueue",
+    "CloudTasksReconcileQueue",
+    "CloudTasksTimers",
+    "breaker_from",
+]
+
+#: A timer due later is scheduled this far ahead at most (Cloud Tasks' 30 days minus
+#: a day's margin for clock skew and the time the request takes), then hops.
+HOP_US = 29 * 24 * 3600 * 1_000_000
+
+
+def breaker_from(settings: Settings) -> CircuitBreaker:
+    """The ``cloud_tasks`` circuit breaker as configured (``SERVO_CB_CLOUD_TASKS_*``);
+    share one between the three edges so they trip together."""
+    return CircuitBreaker(
+        "cloud_tasks", BreakerConfig.from_settings(settings.circuit_breaker.cloud_tasks)
+    )
+
+
+class CloudTasksDispatcher:
+    """A `Dispatcher` that creates Cloud Tasks pushing to the workers' ``/execute``.
+
+    Args:
+        cloud: project, region, queue, OIDC and worker URL settings.
+        breaker: the ``cloud_tasks`` circuit breaker (default: default thresholds;
+            `from_settings` uses the configured ones).
+        client: an official client to use (it is then the caller's to close).
+
+    Raises:
+        ConfigError: project, region or `cloud_run.worker_url` is not set.
+    """
+
+    def __init__(
+        self,
+        cloud: CloudSettings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> None:
+        worker = required_setting(
+            cloud.cloud_run.worker_url,
+            "cloud.cloud_run.worker_url",
+            "SERVO_CLOUD_CLOUD_RUN_WORKER_URL",
+            "the URL of the Cloud Run worker service that runs tasks",
+        )
+        self._queue = CloudTasksQueue(
+            cloud, cloud.cloud_tasks.queue, worker, breaker=breaker, client=client
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> CloudTasksDispatcher:
+        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
+        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
+
+    @property
+    def queue_path(self) -> str:
+        """The dispatch queue's full name."""
+        return self._queue.queue_path
+
+    def task_name(self, request: TaskRequest) -> str:
+        """The full task name `request` is enqueued under."""
+        return self._queue.task_name(request.cloud_task_id)
+
+    def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
+        """Create the task for `request`; ALREADY_EXISTS is success.
+
+        Raises:
+            TransientStorageError: worth retrying (or the breaker is open).
+            ConfigError: the queue, permissions or request need fixing.
+        """
+        context = {
+            "tenant_id": request.tenant_id,
+            "run_id": request.run_id,
+            "task_key": request.task_key,
+            "attempt_id": request.attempt_id,
+        }
+        return self._queue.create(
+            "/execute", request.to_json(), task_id=request.cloud_task_id, context=context
+        )
+
+    def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
+        """False: an attempt running on a remote worker cannot be stopped from here.
+
+        The engine has ended the attempt already; whatever the worker reports later
+        carries the old `attempt_id` and the fold ignores it (the attempt_id guard).
+        """
+        return False
+
+    def close(self) -> None:
+        """Close the client (if this dispatcher built it)."""
+        self._queue.close()
+
+
+class CloudTasksTimers:
+    """A `TimerDelivery` on the timer queue: one task per (timer, due time).
+
+    The task name is ``t_`` + sha256(``{timer_id}:{due_at}``): scheduling the same
+    timer for the same time again is ALREADY_EXISTS (nothing to do), and scheduling
+    it for another time creates another task. The earlier task still fires; the
+    handler compares the body's ``due_at`` with the timer's current due time and
+    ignores it. A due time beyond the 30-day horizon is scheduled at the latest hop
+    point ``due_at - k * 29 days`` inside it, under a name that also holds that hop
+    point, so each hop of the same timer is a new task and re-arming is idempotent.
+
+    Args:
+        cloud: project, region, timer queue, OIDC and reconciler URL settings.
+        breaker: the ``cloud_tasks`` circuit breaker.
+        client: an official client to use (it is then the caller's to close).
+        clock: now, in epoch µs (for the horizon).
+
+    Raises:
+        ConfigError: project, region or `cloud_run.reconciler_url` is not set.
+    """
+
+    def __init__(
+        self,
+        cloud: CloudSettings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        reconciler = _reconciler_url(cloud)
+        self._queue = CloudTasksQueue(
+            cloud, cloud.cloud_tasks.timer_queue, reconciler, breaker=breaker, client=client
+        )
+        self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> CloudTasksTimers:
+        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
+        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
+
+    @property
+    def queue_path(self) -> str:
+        """The timer queue's full name."""
+        return self._queue.queue_path
+
+    def close(self) -> None:
+        """Close the client (if this object built it)."""
+        self._queue.close()
+
+    def plan(self, timer_id: str, due_at: int) -> tuple[str, int]:
+        """The task id and the schedule time (epoch µs) for `timer_id` due at `due_at`."""
+        now = self._clock()
+        if due_at <= now + HOP_US:
+            return "t_" + sha256_hex(f"{timer_id}:{due_at}"), due_at
+        hops = -(-(due_at - now - HOP_US) // HOP_US)  # the fewest that land inside
+        at = due_at - hops * HOP_US
+        return "t_" + sha256_hex(f"{timer_id}:{due_at}:hop:{at}"), at
+
+    def schedule(self, timer_id: str, due_at: int) -> None:
+        """Deliver `timer_id` to the reconciler at `due_at` (epoch µs).
+
+        Raises:
+            TransientStorageError: worth retrying (or the breaker is open).
+            ConfigError: the queue, permissions or request need fixing.
+        """
+        task_id, at = self.plan(timer_id, due_at)
+        body = json.dumps({"timer_id": timer_id, "due_at": due_at}, separators=(",", ":"))
+        self._queue.create(
+            "/internal/timers",
+            body.encode("utf-8"),
+            task_id=task_id,
+            schedule_at_us=at,
+            context={"timer_id": timer_id, "due_at": due_at},
+        )
+
+
+def _reconciler_url(cloud: CloudSettings) -> str:
+    return required_setting(
+        cloud.cloud_run.reconciler_url,
+        "cloud.cloud_run.reconciler_url",
+        "SERVO_CLOUD_CLOUD_RUN_RECONCILER_URL",
+        "the URL of the Cloud Run reconciler service",
+    )
+
+
+class CloudTasksReconcileQueue:
+    """Asks the reconciler, through the reconcile queue, to fold ledger objects.
+
+    Args:
+        cloud: project, region, reconcile queue, OIDC and reconciler URL settings.
+        breaker: the ``cloud_tasks`` circuit breaker.
+        client: an official client to use (it is then the caller's to close).
+
+    Raises:
+        ConfigError: project, region or `cloud_run.reconciler_url` is not set.
+    """
+
+    def __init__(
+        self,
+        cloud: CloudSettings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> None:
+        self._queue = CloudTasksQueue(
+            cloud,
+            cloud.cloud_tasks.reconcile_queue,
+            _reconciler_url(cloud),
+            breaker=breaker,
+            client=client,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> CloudTasksReconcileQueue:
+        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
+        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
+
+    @property
+    def queue_path(self) -> str:
+        """The reconcile queue's full name."""
+        return self._queue.queue_path
+
+    def close(self) -> None:
+        """Close the client (if this object built it)."""
+        self._queue.close()
+
+    def enqueue_reconcile(
+        self, tenant_id: str, workspace_id: str, paths: list[str], *, key: str | None = None
+    ) -> EnqueueOutcome:
+        """POST ``{"tenant_id", "workspace_id", "paths"}`` to
+        ``{reconciler_url}/internal/reconcile``.
+
+        Args:
+            paths: the ledger objects written (the reconciler folds them; an empty
+                list asks for a plain reconcile step).
+            key: makes the request idempotent: the task is named ``n_`` +
+                sha256(tenant, workspace, key), so the same key within Cloud Tasks'
+                dedup window is ALREADY_EXISTS. None: the service names the task.
+
+        Raises:
+            TransientStorageError: worth retrying (or the breaker is open).
+            ConfigError: the queue, permissions or request need fixing.
+        """
+        task_id = (
+            None if key is None else "n_" + sha256_hex(f"{tenant_id}\x00{workspace_id}\x00{key}")
+        )
+        body = {"tenant_id": tenant_id, "workspace_id": workspace_id, "paths": list(paths)}
+        return self._queue.create(
+            "/internal/reconcile",
+            json.dumps(body, separators=(",", ":")).encode("utf-8"),
+            task_id=task_id,
+            context={"tenant_id": tenant_id, "workspace_id": workspace_id},
+        )
