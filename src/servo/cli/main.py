@@ -89,6 +89,7 @@ def _register_run_commands() -> None:
     from servo.cli import backup, catalog, lifecycle, reads, run_logs, run_show, values
     from servo.cli.cancel import cancel_run
     from servo.cli.doctor import doctor
+    from servo.cli.emulate import emulate_app
     from servo.cli.gc import gc
     from servo.cli.runs import materialize, runs_app
     from servo.cli.serve import serve
@@ -109,6 +110,7 @@ def _register_run_commands() -> None:
     app.add_typer(values.values_app, name="values")
     app.add_typer(runs_app, name="runs")
     app.add_typer(catalog.catalog_app, name="catalog")
+    app.add_typer(emulate_app, name="emulate")
 
 
 _register_run_commands()

@@ -40,6 +40,7 @@ from servo.cli.options import (
 )
 from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.engine.vocabulary import RunStatus, TaskStatus
+from servo.errors import ServoError
 
 if TYPE_CHECKING:
     from servo.catalog.run_records import Execution, ExecutionTask
@@ -159,8 +160,16 @@ def materialize(
     grace: GraceOption = DEFAULT_GRACE_S,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="With cloud.provider gcp: submit the run and return at once.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the selected assets and their dependencies' results, on this machine."""
+    """Run the selected assets and their dependencies' results (on this machine, or on
+    the configured cloud)."""
     from servo.cli import lifecycle
     from servo.cli.selection import run_selection
     from servo.embedded.session import RunRequest, run_assets
@@ -168,8 +177,26 @@ def materialize(
     from servo.storage.home import check_home
 
     settings = with_home(configure(state_of(ctx)), home)
-    check_home(settings.home, write=True)
     definitions = load_definitions(resolve_target(defs))
+    if settings.cloud.provider == "gcp":
+        from servo.cli.remote import materialize_remote
+
+        materialize_remote(
+            definitions,
+            settings,
+            selection=run_selection(definitions, selection or (), workflow),
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+            as_json=as_json,
+            wait=not no_wait,
+        )
+        return
+    if no_wait:
+        raise ServoError(
+            "--no-wait needs tasks that run elsewhere (cloud.provider: gcp); an embedded "
+            "run lives in this process"
+        )
+    check_home(settings.home, write=True)
     request = RunRequest(
         selection=run_selection(definitions, selection or (), workflow),
         idempotency_key=idempotency_key,

@@ -293,11 +293,12 @@ def _read_yaml(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     return result
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """`top` layered over `base`: nested mappings merge, other values replace."""
     merged = dict(base)
     for key, value in top.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -349,11 +350,11 @@ def load_settings(
         if env_name:
             layered = path.with_name(f"{path.stem}.{env_name}{path.suffix}")
             if layered.is_file():
-                data = _merge(data, _read_yaml(layered, environ))
+                data = deep_merge(data, _read_yaml(layered, environ))
     for env_var, setting_path in env_variables().items():
         if env_var in environ:
             _set_path(data, setting_path, environ[env_var])
-    data = _merge(data, overrides)
+    data = deep_merge(data, overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servo.engine import schema as s
+from servo.engine.cancellation import cancel_path, request_cancel
 from servo.engine.compactor import Compactor
 from servo.engine.ids import new_ulid, now_us
 from servo.engine.ledger import LedgerWriter
 from servo.engine.manifest import ManifestStore
 from servo.engine.snapshot import Snapshot, SnapshotReader
-from servo.errors import EngineError
+from servo.errors import EngineError, RunNotFoundError
 from servo.runner import planning
 from servo.runner.options import Progress
 from servo.runner.service import register_workspace
@@ -109,10 +110,12 @@ class RunFollower:
         timeout_s: float | None = None,
         poll_s: float = 0.2,
         on_progress: Progress | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
-    ) -> s.RunRow:
-        """Poll until the run ends; returns its final row.
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> s.RunRow | None:
+        """Poll until the run ends; returns its final row, or None once `stopped`
+        says to stop following (the run goes on).
 
         Raises:
             EngineError: `timeout_s` passed before the run ended (it goes on; follow it
@@ -130,6 +133,8 @@ class RunFollower:
                     on_progress(run, dict(counts))
                 if run.status != s.RUN_RUNNING:
                     return run
+            if stopped():
+                return None
             if deadline is not None and monotonic() >= deadline:
                 status = "not published yet" if run is None else run.status
                 raise EngineError(
@@ -138,3 +143,28 @@ class RunFollower:
                     f"{self.run_id}'"
                 )
             sleep(poll_s)
+
+
+def cancel_remote(
+    store: ObjectStore,
+    notify: Notify,
+    *,
+    tenant_id: str,
+    workspace_id: str,
+    run_id: str,
+    reason: str = "",
+    clock: Callable[[], int] = now_us,
+) -> bool:
+    """Write the run's cancel request and notify the reconciler, which abandons its
+    open attempts and skips what has not started. False when a cancel was requested
+    before (it is notified again, in case the first notification was lost).
+
+    Raises:
+        RunNotFoundError: no run `run_id` was submitted in this workspace.
+    """
+    ledger = LedgerWriter(store, tenant_id, workspace_id)
+    if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:
+        raise RunNotFoundError(run_id)
+    written = request_cancel(ledger, run_id, reason, clock())
+    notify(tenant_id, workspace_id, [ledger.path_for(cancel_path(run_id))])
+    return written
