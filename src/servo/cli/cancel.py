@@ -61,6 +61,9 @@ def cancel_run(
 
     settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
+    if settings.cloud.provider == "gcp":
+        _cancel_remote(settings, store, tenant, run_id, reason, as_json)
+        return
     ledger = LedgerWriter(store, tenant, DEFAULT_WORKSPACE)
     if store.head(ledger.path_for(f"runs/{run_id}/requested")) is None:
         raise RunNotFoundError(run_id)
@@ -78,6 +81,33 @@ def cancel_run(
         _say(run_id, outcome, status, as_json)
         raise typer.Exit(EXIT_FINISHED)
     _say(run_id, outcome, status, as_json, driver=lock.holder_pid())
+
+
+def _cancel_remote(
+    settings: Settings, store: ObjectStore, tenant: str, run_id: str, reason: str, as_json: bool
+) -> None:
+    """Request the cancel and notify the remote reconciler, which stops the run."""
+    from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
+    from servo.runner.remote import RunFollower, cancel_remote
+
+    run, _ = RunFollower(store, tenant, DEFAULT_WORKSPACE, run_id).poll()
+    if run is not None and run.status != RunStatus.RUNNING:
+        _say(run_id, "finished", run.status, as_json)
+        raise typer.Exit(EXIT_FINISHED)
+    queue = CloudTasksReconcileQueue.from_settings(settings)
+    try:
+        written = cancel_remote(
+            store,
+            queue.notify,
+            tenant_id=tenant,
+            workspace_id=DEFAULT_WORKSPACE,
+            run_id=run_id,
+            reason=reason,
+        )
+    finally:
+        queue.close()
+    status = RunStatus.RUNNING if run is None else run.status
+    _say(run_id, "requested" if written else "already_requested", status, as_json, remote=True)
 
 
 def _cancel_idle(
@@ -146,6 +176,7 @@ def _say(
     *,
     abandoned: int = 0,
     driver: int | None = None,
+    remote: bool = False,
 ) -> None:
     import json
 
@@ -161,6 +192,8 @@ def _say(
         sys.stdout.write(f"run {run_id}: cancelled (no process was driving it){stopped}\n")
     else:
         who = "the process driving it" + ("" if driver is None else f" (pid {driver})")
+        if remote:
+            who = "the reconciler"
         sys.stdout.write(
             f"run {run_id}: cancel {outcome.replace('_', ' ')}; {who} stops it within "
             f"a second (status: {status})\n"

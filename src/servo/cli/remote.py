@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -55,14 +55,10 @@ def materialize_remote(
     store = open_store(settings.storage, Path(settings.home))
     queue = CloudTasksReconcileQueue.from_settings(settings)
     try:
-
-        def notify(tenant_id: str, workspace_id: str, paths: Sequence[str]) -> None:
-            queue.enqueue_reconcile(tenant_id, workspace_id, list(paths), key=paths[0])
-
         submitted = submit_run(
             store,
             definitions,
-            notify,
+            queue.notify,
             tenant_id=tenant,
             workspace_id=DEFAULT_WORKSPACE,
             selection=selection,

@@ -30,7 +30,7 @@ Errors: `TransientStorageError` (worth retrying; an open breaker too) and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from servo.dispatch.base import EnqueueOutcome
@@ -314,3 +314,9 @@ class CloudTasksReconcileQueue:
             task_id=task_id,
             context={"tenant_id": tenant_id, "workspace_id": workspace_id},
         )
+
+    def notify(self, tenant_id: str, workspace_id: str, paths: Sequence[str]) -> None:
+        """`servo.worker.notify.Notify`: one reconcile request per batch of ledger objects,
+        named after its first object, so notifying the same objects again (a retried
+        attempt, a resubmitted run) is ALREADY_EXISTS within the dedup window."""
+        self.enqueue_reconcile(tenant_id, workspace_id, list(paths), key=paths[0])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -194,12 +194,7 @@ def _notifier(settings: Settings) -> Notify:
     named after it, so a repeated notification is ALREADY_EXISTS)."""
     from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
 
-    queue = CloudTasksReconcileQueue.from_settings(settings)
-
-    def notify(tenant_id: str, workspace_id: str, paths: Sequence[str]) -> None:
-        queue.enqueue_reconcile(tenant_id, workspace_id, list(paths), key=paths[0])
-
-    return notify
+    return CloudTasksReconcileQueue.from_settings(settings).notify
 
 
 def _limiter_check(limiter: RateLimiter) -> ReadinessCheck:
