@@ -40,7 +40,7 @@ from servo.dispatch.cloud_tasks_queue import (
     required_setting,
     sha256_hex,
 )
-from servo.engine.ids import now_us
+from servo.engine.ids import now_us, timer_scope
 from servo.engine.request import TaskRequest
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 
@@ -59,6 +59,10 @@ __all__ = [
 #: A timer due later is scheduled this far ahead at most (Cloud Tasks' 30 days minus
 #: a day's margin for clock skew and the time the request takes), then hops.
 HOP_US = 29 * 24 * 3600 * 1_000_000
+#: Timers are woken by the whole second: all due within one share a wake-up.
+SECOND_US = 1_000_000
+#: A wake-up due this soon is created unnamed: its named task may have run already.
+NEAR_US = 2 * SECOND_US
 
 
 def breaker_from(settings: Settings) -> CircuitBreaker:
@@ -150,15 +154,17 @@ class CloudTasksDispatcher:
 
 
 class CloudTasksTimers:
-    """A `TimerDelivery` on the timer queue: one task per (timer, due time).
+    """A `TimerDelivery` on the timer queue: one wake-up per workspace and second.
 
-    The task name is ``t_`` + sha256(``{timer_id}:{due_at}``): scheduling the same
-    timer for the same time again is ALREADY_EXISTS (nothing to do), and scheduling
-    it for another time creates another task. The earlier task still fires; the
-    handler compares the body's ``due_at`` with the timer's current due time and
-    ignores it. A due time beyond the 30-day horizon is scheduled at the latest hop
-    point ``due_at - k * 29 days`` inside it, under a name that also holds that hop
-    point, so each hop of the same timer is a new task and re-arming is idempotent.
+    Timers are rows of the projections; the queue only has to wake the reconciler
+    when some are due. A timer due at ``due_at`` arms the wake-up of its workspace
+    at the next whole second, named ``t_`` + sha256(``{tenant}:{workspace}:{second}``),
+    so every timer due within that second shares one task (ALREADY_EXISTS: armed
+    already), and the reconciler fires all of the workspace's due timers when it
+    comes. A wake-up due within `NEAR_US` may have been delivered already under its
+    name, so it is created unnamed. A due time beyond the 30-day horizon is armed at
+    the latest hop point ``due_at - k * 29 days`` inside it; the handler arms the
+    rest of the way.
 
     Args:
         cloud: project, region, timer queue, OIDC and reconciler URL settings.
@@ -204,30 +210,51 @@ class CloudTasksTimers:
         """Close the client (if this object built it)."""
         self._queue.close()
 
-    def plan(self, timer_id: str, due_at: int) -> tuple[str, int]:
-        """The task id and the schedule time (epoch µs) for `timer_id` due at `due_at`."""
+    def plan(self, timer_id: str, due_at: int) -> tuple[str | None, int, int]:
+        """The task id (None: unnamed), the schedule time and the wake-up's due time
+        (epoch µs) for `timer_id` due at `due_at`."""
+        return self._plan(*timer_scope(timer_id), due_at)
+
+    def _plan(self, tenant_id: str, workspace_id: str, due_at: int) -> tuple[str | None, int, int]:
         now = self._clock()
-        if due_at <= now + HOP_US:
-            return "t_" + sha256_hex(f"{timer_id}:{due_at}"), due_at
-        hops = -(-(due_at - now - HOP_US) // HOP_US)  # the fewest that land inside
-        at = due_at - hops * HOP_US
-        return "t_" + sha256_hex(f"{timer_id}:{due_at}:hop:{at}"), at
+        wake = -(-due_at // SECOND_US) * SECOND_US  # the next whole second
+        if wake > now + HOP_US:
+            hops = -(-(wake - now - HOP_US) // HOP_US)  # the fewest that land inside
+            at = wake - hops * HOP_US
+            name = sha256_hex(f"{tenant_id}:{workspace_id}:{wake}:hop:{at}")
+            return "t_" + name, at, wake
+        if wake <= now + NEAR_US:
+            return None, wake, wake
+        return "t_" + sha256_hex(f"{tenant_id}:{workspace_id}:{wake}"), wake, wake
 
     def schedule(self, timer_id: str, due_at: int) -> None:
-        """Deliver `timer_id` to the reconciler at `due_at` (epoch µs).
+        """Wake the reconciler of `timer_id`'s workspace at `due_at` (epoch µs).
 
         Raises:
             TransientStorageError: worth retrying (or the breaker is open).
             ConfigError: the queue, permissions or request need fixing.
+            ValueError: `timer_id` is not a timer id.
         """
-        task_id, at = self.plan(timer_id, due_at)
-        body = json.dumps({"timer_id": timer_id, "due_at": due_at}, separators=(",", ":"))
+        self.wake(*timer_scope(timer_id), due_at, context={"timer_id": timer_id})
+
+    def wake(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        due_at: int,
+        *,
+        context: dict[str, object] | None = None,
+    ) -> None:
+        """Wake the reconciler of (tenant, workspace) at `due_at` (see `plan`); the
+        handler re-arms with it after a hop."""
+        task_id, at, wake = self._plan(tenant_id, workspace_id, due_at)
+        body = {"tenant_id": tenant_id, "workspace_id": workspace_id, "due_at": wake}
         self._queue.create(
             "/internal/timers",
-            body.encode("utf-8"),
+            json.dumps(body, separators=(",", ":")).encode("utf-8"),
             task_id=task_id,
             schedule_at_us=at,
-            context={"timer_id": timer_id, "due_at": due_at},
+            context={**(context or {}), "tenant_id": tenant_id, "due_at": due_at},
         )
 
 

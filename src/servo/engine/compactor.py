@@ -261,6 +261,23 @@ class Compactor:
                 skip=frozenset(self._work.acked),
             )
 
+    def folded(self, path: str) -> bool:
+        """Whether the ledger object `path` is known folded (a numbered batch the
+        manifest covers or this state acknowledged); False when not known."""
+        seq = batch_seq(path)
+        if seq is None:
+            return False
+        with self._lock:
+            return seq <= self._work.ledger_through() or seq in self._work.acked
+
+    def batches_folded(self) -> tuple[int, frozenset[int]]:
+        """Which numbered ledger batches this state holds: every number up to the
+        first (the manifest's and the acknowledged ones without a gap), and the
+        acknowledged numbers beyond it."""
+        with self._lock:
+            through = self._work.ledger_through()
+            return through, frozenset(seq for seq in self._work.acked if seq > through)
+
     def acknowledge(self, paths: Sequence[str]) -> None:
         """Record that the events of the ledger objects `paths` are folded already
         (a writer that folds its events before writing them names the batch after)."""

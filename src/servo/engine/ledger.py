@@ -252,6 +252,13 @@ class LedgerWriter:
             raise EngineError(f"ledger path suffix {path_suffix!r}: 'batches/' is reserved")
         return self.prefix + path_suffix
 
+    def skip_to(self, seq: int) -> None:
+        """The next batch will be tried at number `seq` or later: the caller knows
+        every number below it is taken (it probed them), so the write does not probe
+        them again one by one."""
+        with self._seq_lock:
+            self._next_seq = max(self._next_seq, seq)
+
     def append(self, events: Sequence[Event]) -> str:
         """Write `events` as one new batch object and notify its path.
 

@@ -96,6 +96,10 @@ class ReconcilerService:
         """
         return self._of(*timer_scope(timer_id)).fire(timer_id)
 
+    def fire_due(self, tenant_id: str, workspace_id: str) -> StepSummary:
+        """A wake-up of one workspace: fire its due timers."""
+        return self._of(tenant_id, workspace_id).fire_due()
+
     def sweep(self, scopes: Iterable[Scope] | None = None) -> dict[Scope, StepSummary]:
         """Sweep `scopes`, or every registered workspace."""
         targets = registered_workspaces(self._store) if scopes is None else list(scopes)

@@ -30,19 +30,23 @@ dispatch now and then: deploy one reconciler instance per workspace set.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from servo.engine import events as ev
+from servo.engine import schema as s
 from servo.engine.anti_entropy import SweepSettings
 from servo.engine.compactor import Compactor
 from servo.engine.controllers.timers import TimerSettings
 from servo.engine.effects import Dispatcher, Effects, TimerDelivery, apply_effects
 from servo.engine.ids import new_ulid, now_us
-from servo.engine.ledger import LedgerReader, LedgerWriter
+from servo.engine.ledger import LedgerReader, LedgerWriter, batch_path, batch_seq, ledger_prefix
 from servo.engine.manifest import ManifestStore
 from servo.engine.reconcile import Holding, Inputs, Reconciler
-from servo.errors import ServoError
+from servo.errors import ObjectNotFoundError, ServoError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.runner import recovery
@@ -54,6 +58,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+#: Ledger batch numbers read at once when probing for batches nobody reported yet.
+PROBE_WINDOW = 8
 #: Outcomes of recent report batches kept for the callers still waiting on them.
 _KEPT_RESULTS = 64
 
@@ -79,6 +85,8 @@ class ReconcilerSettings:
     Attributes:
         report_lag_us: how far behind its clock the reconciler assumes every report
             has arrived (the queue's delivery delay, with margin).
+        publish_interval_s: longest time folded reports stay unpublished (a run
+            that ends is published at once).
         heartbeat_timeout_us: an attempt silent this long is given up (redelivered).
         sweep: deadlines of the anti-entropy sweep.
         max_l0_files: delta files of one table that trigger a merge.
@@ -86,6 +94,7 @@ class ReconcilerSettings:
 
     report_lag_us: int = 2_000_000
     heartbeat_timeout_us: int = 60_000_000
+    publish_interval_s: float = 1.0
     sweep: SweepSettings = field(default_factory=SweepSettings)
     max_l0_files: int = 16
 
@@ -133,6 +142,7 @@ class WorkspaceReconciler:
         *,
         clock: Callable[[], int] = now_us,
         new_id: Callable[[], str] = new_ulid,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self.tenant_id = tenant_id
@@ -146,6 +156,7 @@ class WorkspaceReconciler:
         self._manifests = ManifestStore(store, tenant_id, workspace_id)
         self._ledger = LedgerWriter(store, tenant_id, workspace_id)
         self._reader = LedgerReader(store)
+        self._prefix = ledger_prefix(tenant_id, workspace_id)
         self._lock = threading.Lock()
         self._reconciler: Reconciler | None = None
         # Group commit of reports (`reconcile`): paths waiting for the next step, the
@@ -154,6 +165,15 @@ class WorkspaceReconciler:
         self._pending: dict[str, None] = {}
         self._open_batch = 0
         self._results: dict[int, StepSummary | ServoError | OSError] = {}
+        # Deferred publishes: when the last one was, whether the state holds more.
+        self._monotonic = monotonic
+        self._published_at = monotonic()
+        self._dirty = False
+        self._flusher: threading.Timer | None = None
+        self._outcomes: list[ev.Event] = []
+        self._checked_at = -1e9  # when the manifest generation was last probed
+        #: Threads for the object-store reads and queue calls of one step.
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="servo-reconcile")
 
     # ------------------------------------------------------------------ public
     def reconcile(self, paths: Sequence[str]) -> StepSummary:
@@ -191,6 +211,16 @@ class WorkspaceReconciler:
         """A timer's delivery: fire it if the state is fresh enough, else deliver it
         again later."""
         return self._call("timer", Inputs(due=[timer_id]))
+
+    def fire_due(self) -> StepSummary:
+        """A wake-up of the workspace: fire every timer due by now (those the state is
+        fresh enough to judge; the others are armed again after the report lag)."""
+        with self._lock:
+            reconciler = self._fresh()
+            now = self._clock()
+            due = [t.timer_id for t in reconciler.state.timers()
+                   if t.status == s.TIMER_SCHEDULED and t.due_at <= now]  # fmt: skip
+            return self._locked_call("timer", Inputs(due=due), (), recover=False)
 
     def sweep(self) -> StepSummary:
         """Anti-entropy: fold ledger objects no report named, drive stuck work, and
@@ -250,7 +280,12 @@ class WorkspaceReconciler:
         now = self._clock()
         lag = self.settings.report_lag_us
         fresh_at = now - lag
-        written = self._reader.read_many(list(paths)) if paths else []
+        # The reported objects not folded yet, and every numbered batch appended since
+        # (other writers' reports still in the queue, another instance's steps).
+        paths = [p for p in paths if not reconciler.compactor.folded(p)]
+        written, newer = self._read(paths), self._newer(reconciler.compactor, paths)
+        written += [e for _, events in newer for e in events]
+        paths = [*paths, *(path for path, _ in newer)]
         if recover:
             found, found_paths = recovery.unfolded(self._store, reconciler.compactor)
             written, paths = [*written, *found], [*paths, *found_paths]
@@ -258,6 +293,7 @@ class WorkspaceReconciler:
             Inputs(
                 written=written,
                 paths=list(paths),
+                reported=self._take_outcomes(),
                 due=inputs.due,
                 fresh_at=fresh_at,
                 sweep=inputs.sweep,
@@ -273,10 +309,14 @@ class WorkspaceReconciler:
                     Inputs(due=overdue, fresh_at=fresh_at, now=now, report_lag_us=lag)
                 )
                 _merge(effects, fired)
-        outcomes = apply_effects(
-            effects, self._dispatcher, self._timers, now=self._clock(), new_id=self._new_id
-        )
-        reconciler.flush(outcomes, publish=True, fresh_at=fresh_at)
+        self._outcomes = self._apply(effects)
+        if trigger != "reconcile" or self._publish_due(reconciler, written):
+            reconciler.flush(self._take_outcomes(), publish=True, fresh_at=fresh_at)
+            self._published_at = self._monotonic()
+            self._dirty = False
+        else:  # the outcomes go with the next step's batch (or the deferred publish)
+            self._dirty = True
+            self._flush_later()
         return StepSummary(
             generation=self.state_generation(),
             enqueued=len(effects.enqueue),
@@ -285,16 +325,125 @@ class WorkspaceReconciler:
             swept=effects.swept,
         )
 
+    def _take_outcomes(self) -> list[ev.Event]:
+        """The `DispatchEnqueued` events of the last step's dispatches, to write with
+        this step's batch. Lost with the instance, they only make the sweep hand the
+        same tasks to the queue again (ALREADY_EXISTS)."""
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def _read(self, paths: Sequence[str]) -> list[ev.Event]:
+        """The events of `paths`, read concurrently (each is one object-store call)."""
+        if len(paths) <= 1:
+            return self._reader.read_many(list(paths))
+        return [e for events in self._pool.map(self._reader.read, paths) for e in events]
+
+    def _newer(
+        self, compactor: Compactor, reported: Sequence[str]
+    ) -> list[tuple[str, list[ev.Event]]]:
+        """Numbered batches neither folded nor `reported`, up to the first absent
+        number: reports still in the queue, another instance's unpublished steps.
+        Probed by reading them (a miss ends the probe), `PROBE_WINDOW` at a time."""
+        through, acked = compactor.batches_folded()
+        known = acked | {seq for p in reported if (seq := batch_seq(p)) is not None}
+        top = max(known, default=through)
+        gaps = [seq for seq in range(through + 1, top + 1) if seq not in known]
+        found = [f for f in self._pool.map(self._batch, gaps) if f is not None]
+        seq = top + 1
+        while True:
+            window = list(self._pool.map(self._batch, range(seq, seq + PROBE_WINDOW)))
+            for item in window:
+                if item is None:
+                    self._ledger.skip_to(seq)  # this step's batch goes at `seq` or later
+                    return found
+                found.append(item)
+                seq += 1
+
+    def _batch(self, seq: int) -> tuple[str, list[ev.Event]] | None:
+        path = batch_path(self._prefix, seq)
+        try:
+            return path, self._reader.read(path)
+        except ObjectNotFoundError:
+            return None
+
+    def _apply(self, effects: Effects) -> list[ev.Event]:
+        """Stop, enqueue and arm what the (durable) step asked for, the queue calls
+        concurrently; the `DispatchEnqueued` events to publish."""
+        now = self._clock()
+
+        def one(part: Effects) -> list[ev.Event]:
+            return apply_effects(part, self._dispatcher, self._timers, now=now, new_id=self._new_id)
+
+        parts = [Effects(stop=[s]) for s in effects.stop]
+        parts += [Effects(enqueue=[r]) for r in effects.enqueue]
+        parts += [Effects(arm=[t]) for t in effects.arm]
+        if len(parts) <= 1:
+            return [e for part in parts for e in one(part)]
+        return [e for found in self._pool.map(one, parts) for e in found]
+
+    def _publish_due(self, reconciler: Reconciler, written: Sequence[ev.Event]) -> bool:
+        """Publish now when a run the reports touched has ended (its follower waits
+        for that), or the last publish is `publish_interval_s` old; otherwise later
+        (`_flush_later`): the events are in the ledger, and the next instance folds
+        what was not published from there."""
+        if self._monotonic() - self._published_at >= self.settings.publish_interval_s:
+            return True
+        state = reconciler.state
+        for run_id in {e.run_id for e in written if e.run_id}:
+            run = state.run(run_id)
+            if run is not None and run.status != s.RUN_RUNNING:
+                return True
+        return False
+
+    def _flush_later(self) -> None:
+        """Publish what is folded once `publish_interval_s` has passed, unless a step
+        does it first."""
+        if self._flusher is not None and self._flusher.is_alive():
+            return
+        delay = max(0.0, self._published_at + self.settings.publish_interval_s - self._monotonic())
+        self._flusher = threading.Timer(delay, self._flush)
+        self._flusher.daemon = True
+        self._flusher.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            reconciler = self._reconciler
+            if reconciler is None or not self._dirty:
+                return
+            try:
+                fresh_at = self._clock() - self.settings.report_lag_us
+                reconciler.flush(self._take_outcomes(), publish=True, fresh_at=fresh_at)
+            except (ServoError, OSError) as exc:  # the next step publishes, or reloads
+                self._reconciler = None
+                STEP_ERRORS.labels(type(exc).__name__).inc()
+                log.warning(
+                    "reconciler.publish_failed",
+                    tenant_id=self.tenant_id,
+                    workspace_id=self.workspace_id,
+                    error_type=type(exc).__name__,
+                )
+                return
+            self._published_at = self._monotonic()
+            self._dirty = False
+
     def _fresh(self) -> Reconciler:
         """The reconciler over the newest published state (reloaded when another
         instance published since the last call)."""
         current = self._reconciler
         if current is not None:
+            # Other writers' ledger batches are folded by every step (`_newer`); the
+            # manifest is probed at most once per publish interval, for a run another
+            # instance took (its request is not a numbered batch).
+            if self._monotonic() - self._checked_at < self.settings.publish_interval_s:
+                return current
+            self._checked_at = self._monotonic()
             manifest = current.compactor.manifest
             known = 0 if manifest is None else manifest.generation
             if self._manifests.latest_generation() == known:
                 return current
             RELOADS.inc()
+        self._checked_at = self._monotonic()
+        self._outcomes = []
         compactor = Compactor(
             self._store,
             self.tenant_id,
@@ -303,6 +452,11 @@ class WorkspaceReconciler:
             max_l0_files=self.settings.max_l0_files,
             archive=True,
         )
+        # Batches an instance wrote but did not publish (it died, or deferred the
+        # publish) are found by probing past the manifest's numbered batches.
+        found, found_paths = recovery.unfolded(self._store, compactor)
+        if found or found_paths:
+            compactor.fold(found, paths=found_paths)
         self._reconciler = Reconciler(
             compactor,
             self._ledger,

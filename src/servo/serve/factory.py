@@ -171,7 +171,7 @@ def _reconciler(
         reconciler_settings(settings),
         max_workspaces=settings.reconciler.max_workspaces,
     )
-    return reconciler_handlers(service, timers)
+    return reconciler_handlers(service, timers.wake)
 
 
 def reconciler_settings(settings: Settings) -> ReconcilerSettings:

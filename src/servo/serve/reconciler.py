@@ -5,9 +5,10 @@ happened before (`servo.serve.internal`). Bodies:
 
 - reconcile: ``{"tenant_id", "workspace_id", "paths": [ledger object, ...]}`` — a
   worker's report or a submitted run (every path must lie in that workspace's ledger);
-- timers: ``{"timer_id", "due_at"}`` (epoch µs) — Cloud Tasks delivered a timer at its
-  ``schedule_time``; one delivered before ``due_at`` (a hop of a horizon beyond the
-  queue's 30 days) is scheduled again for the rest of the way;
+- timers: ``{"tenant_id", "workspace_id", "due_at"}`` (epoch µs) — Cloud Tasks woke
+  the workspace at its ``schedule_time``: every timer due by now fires; a wake-up
+  delivered long before ``due_at`` (a hop of a horizon beyond the queue's 30 days) is
+  armed again for the rest of the way;
 - sweep: ``{}`` for every registered workspace, or
   ``{"workspaces": [{"tenant_id", "workspace_id"}, ...]}``.
 
@@ -26,8 +27,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from servo.engine.effects import TimerDelivery
-from servo.engine.ids import now_us, timer_scope
+from servo.engine.ids import now_us
 from servo.errors import ServoError
 from servo.observability.logging import get_logger
 from servo.runner.service import ReconcilerService
@@ -111,20 +111,16 @@ def parse_reconcile(body: bytes) -> tuple[str, str, list[str]]:
     return tenant, workspace, paths
 
 
-def parse_timer(body: bytes) -> tuple[str, int]:
-    """(timer id, due at) of a timer body.
+def parse_timer(body: bytes) -> tuple[str, str, int]:
+    """(tenant, workspace, due at) of a wake-up body.
 
     Raises:
-        RequestInvalid: a field is missing or wrong, or the id is not a timer id.
+        RequestInvalid: a field is missing or wrong.
     """
-    raw = _checked(body, {"timer_id": text_problems, "due_at": _due_at})
-    try:
-        timer_scope(raw["timer_id"])
-    except ValueError:
-        raise RequestInvalid(
-            [FieldProblem("timer_id", "invalid_value", "is not a timer id")]
-        ) from None
-    return raw["timer_id"], raw["due_at"]
+    checks = {"tenant_id": scope_id_problems, "workspace_id": scope_id_problems,
+              "due_at": _due_at}  # fmt: skip
+    raw = _checked(body, checks)
+    return raw["tenant_id"], raw["workspace_id"], raw["due_at"]
 
 
 def parse_sweep(body: bytes) -> list[tuple[str, str]] | None:
@@ -143,14 +139,15 @@ def parse_sweep(body: bytes) -> list[tuple[str, str]] | None:
 
 def reconciler_handlers(
     service: ReconcilerService,
-    timers: TimerDelivery,
+    rearm: Callable[[str, str, int], None],
     *,
     clock: Callable[[], int] = now_us,
 ) -> dict[str, InternalHandler]:
     """The ``/internal/*`` handlers of a reconciler over `service`.
 
     Args:
-        timers: re-arms a timer delivered before its due time (a hop).
+        rearm: wakes (tenant, workspace) at a due time again (after a hop of a horizon
+            beyond the queue's).
         clock: now, in epoch µs.
     """
 
@@ -163,16 +160,16 @@ def reconciler_handlers(
 
     async def fire(call: InternalCall) -> Response:
         try:
-            timer_id, due_at = parse_timer(call.body)
+            tenant, workspace, due_at = parse_timer(call.body)
         except RequestInvalid as exc:
             return responses.validation_error([p.as_dict() for p in exc.problems])
         early_us = due_at - clock()
         if early_us > EARLY_TOLERANCE_US:  # a hop of a long horizon: the rest of the way
-            await run_in_threadpool(timers.schedule, timer_id, due_at)
+            await run_in_threadpool(rearm, tenant, workspace, due_at)
             return JSONResponse({"rearmed": True, "due_at": due_at})
         if early_us > 0:  # a queue's clock a little ahead: wait rather than re-arm
             await asyncio.sleep(early_us / 1_000_000)  # (the same name would be a duplicate)
-        return await _run("timers", lambda: service.fire(timer_id))
+        return await _run("timers", lambda: service.fire_due(tenant, workspace))
 
     async def sweep(call: InternalCall) -> Response:
         try:

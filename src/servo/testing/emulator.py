@@ -323,7 +323,9 @@ class GcpEmulator:
                 "oidc_issuers": [self.tasks.options.issuer],
                 "oidc_jwks_url": self.tasks.jwks_url,
                 "allowed_service_accounts": [SERVICE_ACCOUNT],
-                "max_concurrency": self.options.worker_concurrency,
+                # Twice the queue's share per worker: the balancer pins keep-alive
+                # connections, so pushes reach workers unevenly.
+                "max_concurrency": 2 * self.options.worker_concurrency,
             },
             # A local trial runs many small tasks for one tenant: SPEC's 10/s default
             # would make every wide run crawl.

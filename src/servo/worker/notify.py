@@ -1,14 +1,18 @@
 """A worker's events reach a remote reconciler: written to the ledger, then notified.
 
-In the scale-out modes the reconciler runs elsewhere and folds only the ledger
-objects it is told about (`servo.runner.workspace`). `NotifyingSink` writes each
-event of an attempt to the ledger (create-only) and then hands that object's path
-to `notify` (a Cloud Task to the reconciler's `/internal/reconcile`, a Celery
-message). A notification that fails raises: for a `TaskStarted` or `TaskFinished`
-the attempt's HTTP answer is then an error, the queue delivers the attempt again,
-and the redelivery reports the recorded result (notifying again); a missed
-heartbeat is counted and the next one notifies. A notification that is lost
-silently is found by the reconciler's sweep, which lists the ledger for liveness.
+In the scale-out modes the reconciler runs elsewhere (`servo.runner.workspace`).
+`NotifyingSink` writes each event of an attempt to the ledger as a numbered batch
+(create-only) and, for the events that call for a decision (`TaskFinished`), hands
+that object's path to `notify` (a Cloud Task to the reconciler's
+`/internal/reconcile`, a Celery message). A start or a heartbeat decides nothing by
+itself: every reconcile step folds the numbered batches appended since its last one,
+so the next step — a report, a timer's wake-up, a sweep — sees them, and a heartbeat
+check judges an attempt only after reading them. That halves the queue's traffic.
+
+A notification that fails raises: the attempt's HTTP answer is then an error, the
+queue delivers the attempt again, and the redelivery reports the recorded result
+(notifying again). A notification lost silently is covered by the next step's fold
+of newer batches, and by the sweep.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ from servo.worker.runtime import LedgerSink
 Notify = Callable[[str, str, Sequence[str]], None]
 
 
+#: Events whose ledger object is notified (the others wait for the next step).
+NOTIFIED = (ev.TaskFinished,)
+
+
 class NotifyingSink:
-    """An `EventSink` that writes each event to the ledger and notifies its path."""
+    """An `EventSink` that writes each event to the ledger and notifies the path of
+    those in `NOTIFIED`."""
 
     def __init__(self, store: ObjectStore, notify: Notify) -> None:
         self._ledger = LedgerSink(store)
@@ -32,5 +41,6 @@ class NotifyingSink:
 
     def emit(self, event: ev.Event) -> str:
         path = self._ledger.emit(event)
-        self._notify(event.tenant_id, event.workspace_id, [path])
+        if isinstance(event.payload, NOTIFIED):
+            self._notify(event.tenant_id, event.workspace_id, [path])
         return path

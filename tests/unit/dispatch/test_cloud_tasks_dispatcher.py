@@ -30,6 +30,7 @@ from servo.config.settings import (
 from servo.dispatch.base import EnqueueOutcome
 from servo.dispatch.cloud_tasks import (
     HOP_US,
+    SECOND_US,
     CloudTasksDispatcher,
     CloudTasksReconcileQueue,
     CloudTasksTimers,
@@ -274,49 +275,62 @@ def test_from_settings_uses_the_configured_breaker(cloud: CloudSettings) -> None
     assert stub.calls == 1
 
 
-def test_timers_are_named_by_timer_and_due_time_and_hop_beyond_30_days(
+def test_timers_share_one_wake_up_per_workspace_and_second_and_hop_beyond_30_days(
     cloud: CloudSettings, server: LocalCloudTasks, receiver: Receiver
 ) -> None:
-    now = now_us()
+    now = (now_us() // SECOND_US) * SECOND_US
     clock = [now]
     timers = CloudTasksTimers(cloud, clock=lambda: clock[0])
+    first, second = "timer:t:w:r:a:1:retry", "timer:t:w:r:b:1:heartbeat_check"
+    other = "timer:t:elsewhere:r:a:1:retry"
+
+    def wake_name(scope: str, wake: int) -> str:
+        return "t_" + hashlib.sha256(f"{scope}:{wake}".encode()).hexdigest()
+
     try:
-        soon = now + 60_000_000
-        assert timers.plan("timer:a", soon) == (
-            "t_" + hashlib.sha256(f"timer:a:{soon}".encode()).hexdigest(),
-            soon,
+        soon = now + 60 * SECOND_US
+        assert timers.plan(first, soon - 300_000) == (wake_name("t:w", soon), soon, soon)
+        assert timers.plan(second, soon - 1) == (wake_name("t:w", soon), soon, soon), (
+            "timers of one workspace due within one second share a wake-up"
         )
-        far = now + 100 * 24 * 3600 * 1_000_000
-        name, at = timers.plan("timer:a", far)
-        assert now < at <= now + HOP_US and (far - at) % HOP_US == 0
-        assert name != "t_" + hashlib.sha256(f"timer:a:{far}".encode()).hexdigest()
-        clock[0] += 3600 * 1_000_000
-        assert timers.plan("timer:a", far) == (name, at), "re-arming is idempotent"
+        assert timers.plan(other, soon)[0] == wake_name("t:elsewhere", soon)
+        assert timers.plan(first, now + 500_000) == (None, now + SECOND_US, now + SECOND_US), (
+            "a wake-up due very soon may have run under its name already: unnamed"
+        )
+        far = now + 100 * 24 * 3600 * SECOND_US
+        name, at, wake = timers.plan(first, far)
+        assert wake == far and now < at <= now + HOP_US and (far - at) % HOP_US == 0
+        assert name is not None and name != wake_name("t:w", far)
+        clock[0] += 3600 * SECOND_US
+        assert timers.plan(first, far) == (name, at, far), "re-arming is idempotent"
         clock[0] = at  # the hop fired: the next one is a new task
-        next_name, next_at = timers.plan("timer:a", far)
+        next_name, next_at, _ = timers.plan(first, far)
         assert next_name != name and next_at == at + HOP_US
         clock[0] = now
 
-        timers.schedule("timer:a", far)
+        timers.schedule(first, soon - 300_000)
         before = server.stats().already_exists
-        timers.schedule("timer:a", far)  # the same timer again: nothing to do
+        timers.schedule(second, soon - 1)  # the same wake-up: nothing to do
         assert server.stats().already_exists == before + 1
         client = server.client()
         try:
-            task = client.get_task(name=f"{timers.queue_path}/tasks/{name}")
+            task = client.get_task(name=f"{timers.queue_path}/tasks/{wake_name('t:w', soon)}")
         finally:
             client.transport.close()
-        assert task.schedule_time.timestamp() == pytest.approx(at / 1e6, abs=1e-3)
+        assert task.schedule_time.timestamp() == pytest.approx(soon / 1e6, abs=1e-3)
         assert task.http_request.url == receiver.url + "/reconciler/internal/timers"
-        assert json.loads(task.http_request.body) == {"timer_id": "timer:a", "due_at": far}
+        body = {"tenant_id": "t", "workspace_id": "w", "due_at": soon}
+        assert json.loads(task.http_request.body) == body
 
-        due = now_us() + 200_000
-        timers.schedule("timer:b", due)
+        clock[0] = now_us()
+        due = clock[0] + 200_000
+        timers.schedule(first, due)
     finally:
         timers.close()
     (push,) = pushes_to(receiver, "/reconciler/internal/timers", 1)
-    assert json.loads(push.body) == {"timer_id": "timer:b", "due_at": due}
-    assert push.at * 1e6 >= due - 10_000
+    wake = -(-due // SECOND_US) * SECOND_US
+    assert json.loads(push.body) == {"tenant_id": "t", "workspace_id": "w", "due_at": wake}
+    assert push.at * 1e6 >= wake - 10_000
 
 
 def test_reconcile_requests_are_deduplicated_by_key(

@@ -4,6 +4,7 @@ through reports alone, across instances, lost notifications and lagging reports.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -275,3 +276,26 @@ def test_concurrent_reports_are_folded_by_a_few_steps_and_each_caller_answered()
     assert len(answers) == 24 and steps < 24, f"{steps} steps for 24 reports"
     run, _ = RunFollower(store, T, W, submitted.run_id).poll()
     assert run is not None and run.status == s.RUN_SUCCEEDED
+
+
+def test_reports_are_published_within_the_interval_and_a_run_end_at_once() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    queue, timers = Queue(), Timers()
+    settings = ReconcilerSettings(publish_interval_s=0.2)
+    reconciler = WorkspaceReconciler(store, T, W, DEFS, queue, timers, settings, clock=clock)
+    runtime = TaskRuntime(store, DEFS, worker_id="w1", clock=clock)
+    submitted = submit_run(
+        store, DEFS, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    follower = RunFollower(store, T, W, submitted.run_id)
+    assert follower.poll()[0] is None, "the submission's step is not published yet"
+    time.sleep(0.4)
+    run, tasks = follower.poll()
+    assert run is not None and [t.status for t in tasks if t.asset_key == "root"] == [
+        s.DISPATCHED
+    ], "published by the deferred flush"
+    for _ in range(6):
+        for request in queue.take():
+            reconciler.reconcile(runtime.execute(request).paths)
+    run, _ = follower.poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED, "the end is published at once"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
+from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.errors import TransientStorageError
 from servo.resilience.rate_limit import RateLimitConfig, RateLimiter, open_storage
@@ -22,7 +23,7 @@ from servo.serve.auth_hmac import HmacVerifier
 from servo.serve.config import ServeConfig
 from servo.serve.reconciler import reconciler_handlers
 from servo.storage.memory import MemoryObjectStore
-from servo.worker.runtime import TaskRuntime
+from servo.worker.runtime import LedgerSink, TaskRuntime
 from tests.unit.runner.test_workspace import DEFS, Clock, Queue, Timers
 
 with warnings.catch_warnings():
@@ -37,6 +38,7 @@ class World:
         self.store = MemoryObjectStore()
         self.clock = Clock()
         self.queue, self.timers = Queue(), Timers()
+        self.rearmed: list[tuple[str, str, int]] = []
         self.service = ReconcilerService(
             self.store, DEFS, self.queue, self.timers, clock=self.clock
         )
@@ -46,9 +48,12 @@ class World:
                 hmac=HmacVerifier(SECRET, 300.0, clock=lambda: self.clock.now / 1e6)
             ),
             rate_limiter=RateLimiter(open_storage("memory://"), RateLimitConfig()),
-            internal_handlers=reconciler_handlers(self.service, self.timers, clock=self.clock),
+            internal_handlers=reconciler_handlers(self.service, self.rearm, clock=self.clock),
         )
         self.client = TestClient(create_app(config))
+
+    def rearm(self, tenant: str, workspace: str, due_at: int) -> None:
+        self.rearmed.append((tenant, workspace, due_at))
 
     def post(self, route: str, body: Any, *, signed: bool = True) -> Any:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -94,8 +99,8 @@ def test_an_unsigned_request_never_reaches_the_step(world: World) -> None:
         ("reconcile", {"tenant_id": "a/..", "workspace_id": "b", "paths": ["x"]}, "tenant_id"),
         ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": ["ledger/c/b/x"]},
          "paths[0]"),
-        ("timers", {"timer_id": "d_123", "due_at": 5}, "timer_id"),
-        ("timers", {"timer_id": "timer:a:b:r:t:1:retry", "due_at": "soon"}, "due_at"),
+        ("timers", {"tenant_id": "a", "due_at": 5}, "workspace_id"),
+        ("timers", {"tenant_id": "a", "workspace_id": "b", "due_at": "soon"}, "due_at"),
         ("sweep", {"workspaces": [{"tenant_id": "a"}]}, "workspaces[0].workspace_id"),
         ("sweep", b"{not json", "body"),
     ],
@@ -130,11 +135,41 @@ def test_a_failed_step_answers_503_so_the_queue_delivers_it_again(
     assert [r.asset_key for r in world.queue.take()] == ["root"]
 
 
-def test_a_timer_delivered_long_before_its_due_time_is_armed_again(world: World) -> None:
+def test_a_wake_up_delivered_long_before_its_due_time_is_armed_again(world: World) -> None:
     due = world.clock.now + 3_600_000_000
-    answer = world.post("timers", {"timer_id": "timer:t:w:r:k:1:retry", "due_at": due})
+    answer = world.post("timers", {"tenant_id": "t", "workspace_id": "w", "due_at": due})
     assert answer.status_code == 200 and answer.json() == {"rearmed": True, "due_at": due}
-    assert world.timers.armed == {"timer:t:w:r:k:1:retry": due}
+    assert world.rearmed == [("t", "w", due)]
+
+
+def test_a_wake_up_fires_every_due_timer_of_its_workspace(world: World) -> None:
+    submitted = submit_run(world.store, DEFS, lambda *_: None, tenant_id="t", workspace_id="w")
+    body = {"tenant_id": "t", "workspace_id": "w", "paths": [submitted.path]}
+    assert world.post("reconcile", body).status_code == 200
+    (request,) = world.queue.take()
+    started = LedgerSink(world.store).emit(_started(request, world.clock()))
+    world.clock.now += 1_000_000
+    body["paths"] = [started]
+    assert world.post("reconcile", body).status_code == 200
+    assert world.timers.armed, "the started attempt's heartbeat check is armed"
+    due = max(world.timers.armed.values())
+    world.clock.now = due + 10_000_000  # long past due, and past the report lag
+    answer = world.post("timers", {"tenant_id": "t", "workspace_id": "w", "due_at": due})
+    assert answer.status_code == 200, answer.text
+    assert [r.attempt for r in world.queue.take()] == [2], "the silent attempt is redone"
+
+
+def _started(request: Any, at: int) -> Any:
+    return ev.Event.new(
+        ev.TaskStarted(worker_id="w"),
+        tenant_id=request.tenant_id,
+        workspace_id=request.workspace_id,
+        run_id=request.run_id,
+        task_key=request.task_key,
+        attempt=request.attempt,
+        attempt_id=request.attempt_id,
+        emitted_at=at,
+    )
 
 
 def test_a_sweep_of_every_registered_workspace_reports_each(world: World) -> None:
