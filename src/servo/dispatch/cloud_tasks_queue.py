@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -44,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from servo.dispatch.base import EnqueueOutcome
 from servo.errors import CircuitOpenError, ConfigError, TransientStorageError
-from servo.observability import metrics
+from servo.observability import metrics, tracecontext
 from servo.observability.logging import get_logger
 from servo.resilience.circuit_breaker import CircuitBreaker
 
@@ -73,19 +72,8 @@ def sha256_hex(text: str) -> str:
 
 
 def traceparent() -> str:
-    """The W3C trace context of the current OpenTelemetry span, else a fresh one
-    (sampled, so the receiver's spans share one trace id with the enqueue)."""
-    try:
-        from opentelemetry import trace
-    except ImportError:  # tracing is optional
-        pass
-    else:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            flags = int(context.trace_flags)
-            return f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
-    trace_id, span_id = secrets.randbits(128) or 1, secrets.randbits(64) or 1
-    return f"00-{trace_id:032x}-{span_id:016x}-01"
+    """The trace context a task carries (`servo.observability.tracecontext.current`)."""
+    return tracecontext.current()
 
 
 def _tasks_v2() -> Any:

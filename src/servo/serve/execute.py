@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from servo.engine import events as ev
 from servo.engine.request import TaskRequest
-from servo.observability import metrics
+from servo.observability import metrics, tracecontext
 from servo.observability.logging import get_logger
 from servo.serve import responses
 from servo.serve.auth import AuthError, AuthUnavailable
@@ -99,8 +100,9 @@ class ExecuteEndpoint:
                 retry_after_s=CAPACITY_RETRY_AFTER_S,
             )
         self._state.in_flight += 1
+        trace = tracecontext.from_headers(request.headers)
         try:
-            report = await anyio.to_thread.run_sync(self._run, task, limiter=threads)
+            report = await anyio.to_thread.run_sync(self._run, task, trace, limiter=threads)
         except _Failed as failed:
             return self._failed(task, failed)
         finally:
@@ -159,12 +161,17 @@ class ExecuteEndpoint:
         )
         return responses.validation_error([p.as_dict() for p in exc.problems])
 
-    def _run(self, task: TaskRequest) -> TaskReport:
-        """Run the attempt, then the report hook (in a worker thread)."""
+    def _run(self, task: TaskRequest, trace: tracecontext.TraceContext | None) -> TaskReport:
+        """Run the attempt, then the report hook (in a worker thread); the attempt's
+        logs carry the dispatch's trace id."""
         runtime = self._state.runtime
         assert runtime is not None  # checked before the thread started
+        ids = (
+            {} if trace is None else {"trace_id": trace.trace_id, "parent_span_id": trace.parent_id}
+        )
         try:
-            report = runtime.execute(task)
+            with structlog.contextvars.bound_contextvars(**ids):
+                report = runtime.execute(task)
         except Exception as exc:  # the ledger write failed: Cloud Tasks must retry
             raise _Failed("execute", exc) from exc
         hook = self._config.on_report

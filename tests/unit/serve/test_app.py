@@ -640,3 +640,33 @@ def test_build_serve_config_refuses_missing_authentication_and_definitions(
         build_serve_config(
             settings_for(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET), "reconciler", str(defs_file)
         )
+
+
+# ----------------------------------------------------------------- trace context
+@dataclass
+class ContextSpy(SpyRuntime):
+    """Records the structured-log context an attempt runs in."""
+
+    contexts: list[dict[str, Any]] = field(default_factory=list)
+
+    def execute(self, request: TaskRequest) -> TaskReport:
+        import structlog
+
+        self.contexts.append(dict(structlog.contextvars.get_contextvars()))
+        return super().execute(request)
+
+
+def test_the_attempt_logs_carry_the_trace_context_of_its_dispatch() -> None:
+    runtime = ContextSpy()
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with TestClient(create_app(config(runtime=runtime))) as client:
+        servo_header = post(client, task("01HT1"), **{"X-Servo-Traceparent": trace})
+        replaced = post(
+            client, task("01HT2"), traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+            **{"X-Servo-Traceparent": trace},
+        )  # fmt: skip
+        malformed = post(client, task("01HT3"), traceparent="not-a-trace")
+    assert [a.status_code for a in (servo_header, replaced, malformed)] == [200, 200, 200]
+    ids = [(c.get("trace_id"), c.get("parent_span_id")) for c in runtime.contexts]
+    expected = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    assert ids == [expected, expected, (None, None)], "Servo's header wins; bad ones ignored"
