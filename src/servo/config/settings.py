@@ -69,6 +69,11 @@ class StorageSettings(_Section):
     #: is then set aside at the next start, losing only the writes never synced).
     #: See ADR 0017.
     fsync: bool = True
+    #: Seconds one GCS request may take (connect and read) before it fails.
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Seconds the GCS client may spend retrying one call's transient failures in
+    #: total (0: no retries inside the client; Servo's callers retry).
+    retry_deadline_s: float = Field(default=60.0, ge=0, le=3600)
 
 
 class DatabaseSettings(_Section):

@@ -41,13 +41,13 @@ def open_store(settings: StorageSettings, home: Path) -> ObjectStore:
         )
     from servo.storage.gcs import GcsObjectStore
 
-    if settings.endpoint is None:
-        return GcsObjectStore(settings.bucket, prefix=settings.prefix)
-    return GcsObjectStore(  # the store is the client's only user: `close` closes it
+    return GcsObjectStore(  # with an endpoint, the store is the client's only user
         settings.bucket,
         prefix=settings.prefix,
-        client=_endpoint_client(settings.endpoint),
+        client=None if settings.endpoint is None else _endpoint_client(settings.endpoint),
         owns_client=True,
+        timeout=settings.timeout_s,
+        retry_deadline=settings.retry_deadline_s,
     )
 
 

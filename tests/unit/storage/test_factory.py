@@ -52,3 +52,15 @@ def test_gcs_with_a_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert isinstance(store, GcsObjectStore)
     assert repr(store) == "GcsObjectStore(bucket='b', prefix='servo/')"
     store.close()
+
+
+def test_gcs_timeouts_come_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    settings = StorageSettings(backend="gcs", bucket="b", timeout_s=7.5, retry_deadline_s=0)
+    store = open_store(settings, tmp_path)
+    try:
+        assert (store._timeout, store._retry_deadline) == (7.5, 0)  # type: ignore[attr-defined]
+    finally:
+        store.close()  # type: ignore[attr-defined]
