@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from servo.engine.damage import corrupt_object
 from servo.engine.events import Event, decode_events, encode_events
@@ -115,17 +115,43 @@ def batch_seq(path: str) -> int | None:
     return int(digits)
 
 
-def first_absent_seq(store: ObjectStore, prefix: str, known: int = 0) -> int:
+#: Maps a function over batch numbers: `map` one by one, or an executor's `map` to
+#: probe a window of numbers at once (a store whose calls take milliseconds).
+ProbeMap = Callable[[Callable[[int], bool], Sequence[int]], Iterable[bool]]
+
+#: Numbers probed at once by a concurrent `ProbeMap`.
+PROBE_WIDTH = 8
+
+
+def first_absent_seq(
+    store: ObjectStore, prefix: str, known: int = 0, probe: ProbeMap | None = None
+) -> int:
     """The first batch number absent under `prefix`, given that batches ``1..known``
-    exist: exponential steps, then binary search, O(log n) `head` calls."""
+    exist (numbers have no gaps: present ones, then absent ones).
+
+    Sequentially: exponential steps, then binary search, O(log n) `head` calls. With a
+    concurrent `probe`, windows of `PROBE_WIDTH` consecutive numbers are checked at
+    once, which finds the few batches other writers appended in one round trip.
+    """
+
+    def exists(seq: int) -> bool:
+        return store.head(batch_path(prefix, seq)) is not None
+
+    if probe is not None:
+        while True:
+            window = range(known + 1, known + 1 + PROBE_WIDTH)
+            for seq, present in zip(window, probe(exists, window), strict=True):
+                if not present:
+                    return seq
+            known += PROBE_WIDTH
     step = 1
-    while store.head(batch_path(prefix, known + step)) is not None:
+    while exists(known + step):
         known += step
         step *= 2
     low, high = known, known + step  # `low` exists (or is 0); `high` does not
     while high - low > 1:
         middle = (low + high) // 2
-        if store.head(batch_path(prefix, middle)) is not None:
+        if exists(middle):
             low = middle
         else:
             high = middle
@@ -212,6 +238,8 @@ class LedgerWriter:
         workspace_id: workspace of every event written.
         notify: called with the paths written after each successful write, or None.
         sleep: replaced in tests to avoid real backoff delays.
+        probe: how batch numbers are probed after a lost race for one (see
+            `first_absent_seq`; an executor's `map` probes a window at once).
     """
 
     def __init__(
@@ -222,8 +250,10 @@ class LedgerWriter:
         notify: Notify | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        probe: ProbeMap | None = None,
     ) -> None:
         self._store = store
+        self._probe = probe
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
         self.prefix = ledger_prefix(tenant_id, workspace_id)
@@ -328,7 +358,7 @@ class LedgerWriter:
         """`first_absent_seq`, retrying transient store errors like a write does."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return first_absent_seq(self._store, self.prefix, known)
+                return first_absent_seq(self._store, self.prefix, known, self._probe)
             except TransientStorageError as exc:
                 WRITE_ERRORS.labels(error_type=type(exc).__name__).inc()
                 if attempt >= WRITE_ATTEMPTS:

@@ -154,7 +154,6 @@ class WorkspaceReconciler:
         self._clock = clock
         self._new_id = new_id
         self._manifests = ManifestStore(store, tenant_id, workspace_id)
-        self._ledger = LedgerWriter(store, tenant_id, workspace_id)
         self._reader = LedgerReader(store)
         self._prefix = ledger_prefix(tenant_id, workspace_id)
         self._lock = threading.Lock()
@@ -174,6 +173,7 @@ class WorkspaceReconciler:
         self._checked_at = -1e9  # when the manifest generation was last probed
         #: Threads for the object-store reads and queue calls of one step.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="servo-reconcile")
+        self._ledger = LedgerWriter(store, tenant_id, workspace_id, probe=self._pool.map)
 
     # ------------------------------------------------------------------ public
     def reconcile(self, paths: Sequence[str]) -> StepSummary:

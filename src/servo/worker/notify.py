@@ -18,8 +18,10 @@ of newer batches, and by the sweep.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from servo.engine import events as ev
+from servo.engine.ledger import PROBE_WIDTH
 from servo.storage.base import ObjectStore
 from servo.worker.runtime import LedgerSink
 
@@ -36,7 +38,10 @@ class NotifyingSink:
     those in `NOTIFIED`."""
 
     def __init__(self, store: ObjectStore, notify: Notify) -> None:
-        self._ledger = LedgerSink(store)
+        # Many workers append to one batch sequence: a lost race probes a window of
+        # numbers at once instead of one object-store call after another.
+        self._probes = ThreadPoolExecutor(max_workers=PROBE_WIDTH, thread_name_prefix="servo-probe")
+        self._ledger = LedgerSink(store, probe=self._probes.map)
         self._notify = notify
 
     def emit(self, event: ev.Event) -> str:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from servo.engine import events as ev
 from servo.engine.ids import now_us
-from servo.engine.ledger import LedgerWriter
+from servo.engine.ledger import LedgerWriter, ProbeMap
 from servo.engine.request import TaskRequest
 from servo.errors import ObjectExistsError, ObjectNotFoundError
 from servo.observability import metrics
@@ -117,8 +117,9 @@ class EventSink(Protocol):
 class LedgerSink:
     """Writes each event to the ledger at once (HTTP and process workers)."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, *, probe: ProbeMap | None = None) -> None:
         self._store = store
+        self._probe = probe  # how batch numbers are probed after a lost race
         self._writers: dict[tuple[str, str], LedgerWriter] = {}
         self._lock = threading.Lock()
 
@@ -127,7 +128,7 @@ class LedgerSink:
         with self._lock:
             writer = self._writers.get(key)
             if writer is None:
-                writer = self._writers[key] = LedgerWriter(self._store, *key)
+                writer = self._writers[key] = LedgerWriter(self._store, *key, probe=self._probe)
         return writer.append([event])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,17 @@ def test_first_absent_is_found_from_any_known_prefix(count: int) -> None:
     store = MemoryObjectStore()
     for seq in range(1, count + 1):
         store.put_if_absent(batch_path(PREFIX, seq), b"{}")
-    for known in {0, count // 3, count}:
-        assert first_absent_seq(store, PREFIX, known) == count + 1
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for known in {0, count // 3, count}:
+            assert first_absent_seq(store, PREFIX, known) == count + 1
+            assert first_absent_seq(store, PREFIX, known, pool.map) == count + 1, "windowed"
 
 
 def test_concurrent_writers_use_each_number_once_without_gaps() -> None:
     store = MemoryObjectStore()
-    writers = [LedgerWriter(store, TENANT, WORKSPACE) for _ in range(4)]
+    pool = ThreadPoolExecutor(max_workers=8)
+    writers = [LedgerWriter(store, TENANT, WORKSPACE) for _ in range(2)]
+    writers += [LedgerWriter(store, TENANT, WORKSPACE, probe=pool.map) for _ in range(2)]
     written: list[str] = []
     lock = threading.Lock()
 

@@ -30,6 +30,10 @@ GOOGLE_ISSUER = "https://accounts.google.com"
 CERTS_PATHS = ("/certs", "/oauth2/v3/certs")
 
 
+#: Seconds of life a cached push token must have left to be reused.
+REUSE_MARGIN_S = 300.0
+
+
 class TokenIssuer:
     """Mints ID tokens signed by a local RSA key.
 
@@ -53,11 +57,28 @@ class TokenIssuer:
         )
         #: The key id tokens name in their header and the JWKS lists.
         self.kid = hashlib.sha256(der).hexdigest()[:40]
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:
         """The verification key."""
         return self._key.public_key()
+
+    def token_for(self, email: str, audience: str) -> str:
+        """A token for a push: one minted per (account, audience) is reused until it
+        has less than `REUSE_MARGIN_S` to live, as a caching client would (signing is
+        the local server's largest cost per push)."""
+        key = (email, audience)
+        now = time.time()
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[1] - now > REUSE_MARGIN_S:
+                return cached[0]
+        token = self.mint(email, audience, now=now)
+        with self._cache_lock:
+            self._cache[key] = (token, now + self.lifetime_s)
+        return token
 
     def mint(
         self,

@@ -219,7 +219,8 @@ class Pusher:
         if dispatch.previous_response is not None:
             headers["X-CloudTasks-TaskPreviousResponse"] = str(dispatch.previous_response)
         if dispatch.oidc_email:
-            token = self._issuer.mint(dispatch.oidc_email, dispatch.oidc_audience or dispatch.url)
+            audience = dispatch.oidc_audience or dispatch.url
+            token = self._issuer.token_for(dispatch.oidc_email, audience)
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
