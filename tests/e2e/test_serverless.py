@@ -145,7 +145,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     options = EmulatorOptions(
         defs=defs,
         workers=2,
-        database=False,
+        database=True,  # as `servo emulate gcp`: the config names a PostgreSQL catalog
         sweep_interval_s=1.0,
         settings={"reconciler": {"report_lag_s": 0.5, "start_deadline_s": 10.0}},
     )
@@ -168,6 +168,12 @@ def test_a_diamond_through_the_real_cli_gives_the_right_values(cloud: Cloud) -> 
     assert payload["tasks"] == dict.fromkeys(["left", "right", "root", "tip"], "succeeded")
     _, tasks = cloud.follow(payload["run_id"])
     assert cloud.values(tasks) == {"root": 1, "left": 2, "right": 10, "tip": 12}
+    shown = run(
+        "runs", "show", payload["run_id"], "--json",
+        SERVO_CONFIG=str(cloud.emulator.config_path),
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "succeeded", "read from the projections"
 
 
 def test_a_failure_skips_only_its_downstream(cloud: Cloud) -> None:

@@ -63,7 +63,14 @@ def with_home(settings: Settings, home: Path | None) -> Settings:
 
 
 def catalog_configured(settings: Settings) -> bool:
-    """Whether reading commands should use the catalog (see the module docstring)."""
+    """Whether reading commands should use the catalog (see the module docstring).
+
+    With ``cloud.provider: gcp`` they read the published projections in the configured
+    store instead: no process of that mode projects into the catalog yet, so it would
+    not know the runs the reconciler drives.
+    """
+    if settings.cloud.provider == "gcp":
+        return False
     return settings.database.url is not None or (Path(settings.home) / CATALOG_FILE).is_file()
 
 
