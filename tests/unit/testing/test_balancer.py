@@ -118,7 +118,8 @@ def test_stop_closes_the_listener_and_open_connections(servers: list[Target]) ->
         client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"200" in client.recv(1024)
         balancer.stop()
-        assert client.recv(1024) == b""
+        while client.recv(1024):  # the rest of the answer may still be buffered,
+            pass  # then the connection ends (a socket timeout here fails the test)
     finally:
         client.close()
     with pytest.raises(ConnectionRefusedError):
