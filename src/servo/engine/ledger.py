@@ -129,21 +129,21 @@ def first_absent_seq(
     """The first batch number absent under `prefix`, given that batches ``1..known``
     exist (numbers have no gaps: present ones, then absent ones).
 
-    Sequentially: exponential steps, then binary search, O(log n) `head` calls. With a
-    concurrent `probe`, windows of `PROBE_WIDTH` consecutive numbers are checked at
-    once, which finds the few batches other writers appended in one round trip.
+    Exponential steps, then binary search: O(log n) `head` calls. With a concurrent
+    `probe`, the first `PROBE_WIDTH` numbers are checked at once, which finds the few
+    batches other writers appended meanwhile in one round trip; a longer run of taken
+    numbers (a writer idle while others wrote) is then searched as above.
     """
 
     def exists(seq: int) -> bool:
         return store.head(batch_path(prefix, seq)) is not None
 
-    if probe is not None:
-        while True:
-            window = range(known + 1, known + 1 + PROBE_WIDTH)
-            for seq, present in zip(window, probe(exists, window), strict=True):
-                if not present:
-                    return seq
-            known += PROBE_WIDTH
+    if probe is not None:  # the common case: a few numbers taken since; else search
+        window = range(known + 1, known + 1 + PROBE_WIDTH)
+        for seq, present in zip(window, probe(exists, window), strict=True):
+            if not present:
+                return seq
+        known += PROBE_WIDTH
     step = 1
     while exists(known + step):
         known += step
