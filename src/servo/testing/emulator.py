@@ -128,7 +128,7 @@ class GcpEmulator:
         self._owns_directory = options.directory is None
         self.directory = Path(options.directory or tempfile.mkdtemp(prefix="servo-emulate-"))
         self.config_path = self.directory / "config.yaml"
-        self.gcs = FakeGcsServer()
+        self.gcs = FakeGcsServer(root=self.directory / "gcs")  # flat cost: see its doc
         self.tasks = LocalCloudTasks(
             ServerOptions(dedup_window_s=3600.0), faults=options.faults or Faults()
         )

@@ -93,12 +93,17 @@ def _end(process: subprocess.Popen[bytes]) -> None:
 
 
 class FakeGcsServer:
-    """One fake-gcs-server process (memory backend) on a free port of loopback.
+    """One fake-gcs-server process on a free port of loopback.
 
     Args:
         binary: the executable (default: `fake_gcs_binary`).
         host: the address to bind; loopback, since the server has no authentication.
         start_timeout: seconds to wait for the server to answer, per port tried.
+        root: keep the objects in files under this folder (the filesystem backend)
+            instead of in memory. The memory backend's calls slow down as objects
+            accumulate (measured: its CPU per 300-task run went 5.0 s, 11.7 s,
+            20.1 s over three runs), the filesystem one's do not (3.7, 3.5, 4.0 s):
+            long-lived servers (`servo emulate gcp`) use a root; tests keep memory.
     """
 
     def __init__(
@@ -107,8 +112,10 @@ class FakeGcsServer:
         *,
         host: str = "127.0.0.1",
         start_timeout: float = 15.0,
+        root: Path | None = None,
     ) -> None:
         self._binary = binary
+        self._root = root
         self._host = host
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -155,7 +162,12 @@ class FakeGcsServer:
 
     def _command(self, binary: Path, port: int) -> list[str]:
         url = f"http://{self._host}:{port}"
-        command = [str(binary), "-backend", "memory", "-scheme", "http"]
+        if self._root is None:
+            command = [str(binary), "-backend", "memory", "-scheme", "http"]
+        else:
+            self._root.mkdir(parents=True, exist_ok=True)
+            command = [str(binary), "-backend", "filesystem", "-scheme", "http"]
+            command += ["-filesystem-root", str(self._root)]
         command += ["-host", self._host, "-port", str(port), "-external-url", url]
         return [*command, "-log-level", "warn"]
 
