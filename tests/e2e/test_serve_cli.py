@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from servo.engine.ledger import LedgerReader, ledger_prefix
 from servo.engine.request import TaskRequest
 from servo.serve.auth import SIGNATURE_HEADER, sign_hmac
 from servo.storage.local import LocalObjectStore
+from servo.testing.ports import free_port
 
 from ._cli import COMMAND, run, write
 
@@ -38,13 +38,6 @@ from servo import asset
 def numbers() -> list[int]:
     return [1, 2, 3]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def environment(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from servo.testing.cloud_tasks.faults import Faults
 from servo.testing.cloud_tasks.options import ServerOptions
 from servo.testing.cloud_tasks.server import LocalCloudTasks
 from servo.testing.fake_gcs import FakeGcsServer
+from servo.testing.ports import free_port
 
 PROJECT = "servo-local"
 REGION = "local"
@@ -100,14 +100,6 @@ class EmulatorOptions:
     settings: dict[str, Any] = field(default_factory=dict)
     faults: Faults | None = None
     log_level: str = "WARNING"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from servo.testing.ports import free_port
 
 __all__ = ["FakeGcsError", "FakeGcsServer", "fake_gcs_binary"]
 
@@ -66,13 +67,6 @@ def fake_gcs_binary() -> Path:
     if not binary.is_file():
         raise FakeGcsError(f"no fake-gcs-server binary for {system}/{arch} at {binary}")
     return binary
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers(url: str) -> bool:
@@ -147,7 +141,7 @@ class FakeGcsServer:
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(tempfile.TemporaryFile())
             for _attempt in range(_PORT_ATTEMPTS):  # the port may be taken before it is bound
-                command = self._command(binary, _free_port(self._host))
+                command = self._command(binary, free_port(self._host))
                 log.seek(0)
                 log.truncate()
                 if self._launch(command, log):

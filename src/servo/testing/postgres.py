@@ -25,13 +25,14 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from servo.testing.ports import free_port
 
 __all__ = [
     "LOCAL_URL",
@@ -84,13 +85,6 @@ def _binaries() -> Path | None:
             return Path(folder)
     found = shutil.which("initdb")
     return Path(found).parent if found and shutil.which("pg_ctl") else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -148,7 +142,7 @@ class ThrowawayCluster:
         initdb += ["-A", "trust", "--no-sync", "-E", "UTF8", "--no-instructions"]
         self._run(initdb)
         for _attempt in range(_PORT_ATTEMPTS):  # the port may be taken before it is bound
-            self.port = _free_port()
+            self.port = free_port()
             options = f"-F -p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
             pg_ctl = [str(self.bin_dir / "pg_ctl"), "-D", str(self._data), "-o", options]
             pg_ctl += ["-l", str(self.root / "log"), "-w", "-t", "30", "start"]
