@@ -30,8 +30,9 @@ Errors: `TransientStorageError` (worth retrying; an open breaker too) and
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from servo.dispatch.base import EnqueueOutcome
 from servo.dispatch.cloud_tasks_queue import (
@@ -73,7 +74,44 @@ def breaker_from(settings: Settings) -> CircuitBreaker:
     )
 
 
-class CloudTasksDispatcher:
+class _QueueEdge(ABC):
+    """What the three edges share: one queue of the configured Cloud Tasks location,
+    built from the settings with the shared ``cloud_tasks`` breaker."""
+
+    _queue: CloudTasksQueue
+
+    @abstractmethod
+    def __init__(
+        self,
+        cloud: CloudSettings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> None:
+        """Build the edge's queue from `cloud` (see each edge)."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        breaker: CircuitBreaker | None = None,
+        client: CloudTasksClient | None = None,
+    ) -> Self:
+        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
+        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
+
+    @property
+    def queue_path(self) -> str:
+        """The queue's full name."""
+        return self._queue.queue_path
+
+    def close(self) -> None:
+        """Close the client (if this object built it)."""
+        self._queue.close()
+
+
+class CloudTasksDispatcher(_QueueEdge):
     """A `Dispatcher` that creates Cloud Tasks pushing to the workers' ``/execute``.
 
     Args:
@@ -102,22 +140,6 @@ class CloudTasksDispatcher:
         self._queue = CloudTasksQueue(
             cloud, cloud.cloud_tasks.queue, worker, breaker=breaker, client=client
         )
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        breaker: CircuitBreaker | None = None,
-        client: CloudTasksClient | None = None,
-    ) -> CloudTasksDispatcher:
-        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
-        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
-
-    @property
-    def queue_path(self) -> str:
-        """The dispatch queue's full name."""
-        return self._queue.queue_path
 
     def task_name(self, request: TaskRequest) -> str:
         """The full task name `request` is enqueued under."""
@@ -148,12 +170,8 @@ class CloudTasksDispatcher:
         """
         return False
 
-    def close(self) -> None:
-        """Close the client (if this dispatcher built it)."""
-        self._queue.close()
 
-
-class CloudTasksTimers:
+class CloudTasksTimers(_QueueEdge):
     """A `TimerDelivery` on the timer queue: one wake-up per workspace and second.
 
     Timers are rows of the projections; the queue only has to wake the reconciler
@@ -189,26 +207,6 @@ class CloudTasksTimers:
             cloud, cloud.cloud_tasks.timer_queue, reconciler, breaker=breaker, client=client
         )
         self._clock = clock
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        breaker: CircuitBreaker | None = None,
-        client: CloudTasksClient | None = None,
-    ) -> CloudTasksTimers:
-        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
-        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
-
-    @property
-    def queue_path(self) -> str:
-        """The timer queue's full name."""
-        return self._queue.queue_path
-
-    def close(self) -> None:
-        """Close the client (if this object built it)."""
-        self._queue.close()
 
     def plan(self, timer_id: str, due_at: int) -> tuple[str | None, int, int]:
         """The task id (None: unnamed), the schedule time and the wake-up's due time
@@ -267,7 +265,7 @@ def _reconciler_url(cloud: CloudSettings) -> str:
     )
 
 
-class CloudTasksReconcileQueue:
+class CloudTasksReconcileQueue(_QueueEdge):
     """Asks the reconciler, through the reconcile queue, to fold ledger objects.
 
     Args:
@@ -293,26 +291,6 @@ class CloudTasksReconcileQueue:
             breaker=breaker,
             client=client,
         )
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        breaker: CircuitBreaker | None = None,
-        client: CloudTasksClient | None = None,
-    ) -> CloudTasksReconcileQueue:
-        """From the full settings; `breaker` defaults to `breaker_from(settings)`."""
-        return cls(settings.cloud, breaker=breaker or breaker_from(settings), client=client)
-
-    @property
-    def queue_path(self) -> str:
-        """The reconcile queue's full name."""
-        return self._queue.queue_path
-
-    def close(self) -> None:
-        """Close the client (if this object built it)."""
-        self._queue.close()
 
     def enqueue_reconcile(
         self, tenant_id: str, workspace_id: str, paths: list[str], *, key: str | None = None
