@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING
 from servo.engine.effects import Dispatcher, TimerDelivery
 from servo.engine.ids import new_ulid, now_us, timer_scope
 from servo.errors import ObjectExistsError
-from servo.runner.workspace import ReconcilerSettings, StepSummary, WorkspaceReconciler
+from servo.runner.workspace import (
+    ReconcilerSettings,
+    StepSummary,
+    WorkspaceReconciler,
+    new_pool,
+)
 from servo.storage.base import ObjectStore
 
 if TYPE_CHECKING:
@@ -82,6 +87,8 @@ class ReconcilerService:
         self._clock = clock
         self._new_id = new_id
         self._loaded: OrderedDict[Scope, WorkspaceReconciler] = OrderedDict()
+        # One pool for every workspace: a forgotten one leaves no threads behind.
+        self._pool = new_pool()
         self._lock = threading.Lock()
 
     def reconcile(self, tenant_id: str, workspace_id: str, paths: Sequence[str]) -> StepSummary:
@@ -120,6 +127,7 @@ class ReconcilerService:
                     self._settings,
                     clock=self._clock,
                     new_id=self._new_id,
+                    pool=self._pool,
                 )
                 self._loaded[scope] = found
                 while len(self._loaded) > self._max:

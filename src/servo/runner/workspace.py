@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -76,6 +76,12 @@ RELOADS = metrics.counter(
 STEP_ERRORS = metrics.counter(
     "servo_reconciler_step_errors_total", "Request-driven steps that failed.", ["error_type"]
 )
+
+
+def new_pool() -> ThreadPoolExecutor:
+    """Threads for the object-store reads and queue calls of reconcile steps (share
+    one between the workspaces a process serves)."""
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="servo-reconcile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,8 @@ class WorkspaceReconciler:
         timers: delivers due timers back to `fire`.
         clock: now, in epoch µs.
         new_id: fresh event and attempt ids.
+        monotonic: seconds, for the publish interval.
+        pool: threads for a step's reads and queue calls (default: its own).
     """
 
     def __init__(
@@ -143,6 +151,7 @@ class WorkspaceReconciler:
         clock: Callable[[], int] = now_us,
         new_id: Callable[[], str] = new_ulid,
         monotonic: Callable[[], float] = time.monotonic,
+        pool: Executor | None = None,
     ) -> None:
         self._store = store
         self.tenant_id = tenant_id
@@ -172,7 +181,7 @@ class WorkspaceReconciler:
         self._outcomes: list[ev.Event] = []
         self._checked_at = -1e9  # when the manifest generation was last probed
         #: Threads for the object-store reads and queue calls of one step.
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="servo-reconcile")
+        self._pool = pool if pool is not None else new_pool()
         self._ledger = LedgerWriter(store, tenant_id, workspace_id, probe=self._pool.map)
 
     # ------------------------------------------------------------------ public

@@ -299,3 +299,18 @@ def test_reports_are_published_within_the_interval_and_a_run_end_at_once() -> No
             reconciler.reconcile(runtime.execute(request).paths)
     run, _ = follower.poll()
     assert run is not None and run.status == s.RUN_SUCCEEDED, "the end is published at once"
+
+
+def test_workspaces_the_service_forgets_leave_no_threads_behind() -> None:
+    def step_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("servo-reconcile")}
+
+    before = step_threads()
+    store, clock = MemoryObjectStore(), Clock()
+    service = ReconcilerService(store, DEFS, Queue(), Timers(), clock=clock, max_workspaces=2)
+    for index in range(12):
+        submitted = submit_run(store, DEFS, lambda *_: None, tenant_id=f"t{index}",
+                               workspace_id="w")  # fmt: skip
+        service.reconcile(f"t{index}", "w", [submitted.path])
+    added = step_threads() - before
+    assert len(added) <= 16, f"{len(added)} step threads for 12 workspaces"
