@@ -17,6 +17,7 @@ from servo.errors import (
     StorageError,
     TransientStorageError,
 )
+from servo.observability import metrics
 from servo.storage import StoredObject
 from servo.storage.gcs import GcsObjectStore
 from tests.unit.storage.contract import ObjectStoreContract, StoreFactory
@@ -178,3 +179,27 @@ def test_put_if_generation_zero_never_creates(store: GcsObjectStore) -> None:
     with pytest.raises(PreconditionFailedError):
         store.put_if_generation("new", b"x", 0)
     assert store.head("new") is None
+
+
+def test_every_call_is_counted_by_operation_and_outcome(store: GcsObjectStore) -> None:
+    """`servo_storage_requests_total` says what a task or a step costs in requests."""
+
+    def count(op: str, outcome: str) -> float:
+        return metrics.sample("servo_storage_requests_total", {"op": op, "outcome": outcome})
+
+    before = {
+        key: count(*key)
+        for key in [("put", "ok"), ("put", "conflict"), ("get", "ok"), ("get", "absent"),
+                    ("head", "absent"), ("delete", "ok"), ("list", "ok")]
+    }  # fmt: skip
+    store.put_if_absent("counted/a", b"1")
+    with pytest.raises(ObjectExistsError):
+        store.put_if_absent("counted/a", b"2")
+    store.get("counted/a")
+    with pytest.raises(ObjectNotFoundError):
+        store.get("counted/missing")
+    assert store.head("counted/missing") is None
+    assert list(store.list_prefix("counted/")) == ["counted/a"]
+    store.delete("counted/a")
+    after = {key: count(*key) for key in before}
+    assert {key: after[key] - before[key] for key in before} == dict.fromkeys(before, 1.0)

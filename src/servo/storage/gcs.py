@@ -44,6 +44,7 @@ from servo.errors import (
     StorageError,
     TransientStorageError,
 )
+from servo.observability import metrics
 from servo.storage._paths import check_path, check_prefix
 from servo.storage.base import StoredObject
 
@@ -52,6 +53,13 @@ if TYPE_CHECKING:
 
 _CONTENT_TYPE = "application/octet-stream"
 _PINNED_READ_ATTEMPTS = 5
+
+REQUESTS = metrics.counter(
+    "servo_storage_requests_total",
+    "Object-store calls of the GCS backend, by operation and outcome (ok, absent, "
+    "conflict, error): what a task or a reconcile step costs in requests.",
+    ["op", "outcome"],
+)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -257,7 +265,9 @@ class GcsObjectStore:
             )
         except self._errors as exc:
             if _status(exc) != 412:
+                REQUESTS.labels("put", "error").inc()
                 raise self._translate(exc, "write", path) from exc
+            REQUESTS.labels("put", "conflict").inc()
             if watch.retried:
                 mine = self._landed_earlier(path, data)
                 if mine is not None and mine != expected:
@@ -267,6 +277,7 @@ class GcsObjectStore:
             raise PreconditionFailedError(
                 f"generation mismatch on {path}: expected {expected}"
             ) from exc
+        REQUESTS.labels("put", "ok").inc()
         return int(blob.generation)
 
     def _landed_earlier(self, path: str, data: bytes) -> int | None:
@@ -284,7 +295,11 @@ class GcsObjectStore:
             self._bucket.delete_blob(key, timeout=self._timeout, retry=self._retry())
         except self._errors as exc:
             if _status(exc) != 404:
+                REQUESTS.labels("delete", "error").inc()
                 raise self._translate(exc, "delete", path) from exc
+            REQUESTS.labels("delete", "absent").inc()
+            return
+        REQUESTS.labels("delete", "ok").inc()
 
     # -- reads ----------------------------------------------------------------------
 
@@ -301,7 +316,9 @@ class GcsObjectStore:
                 raw_download=True, timeout=self._timeout, retry=self._retry()
             )
         except self._errors as exc:
+            REQUESTS.labels("get", "absent" if _status(exc) == 404 else "error").inc()
             raise self._translate(exc, "read", path) from exc
+        REQUESTS.labels("get", "ok").inc()
         if blob.generation is None:
             return self._get_pinned(path)
         return StoredObject(data, int(blob.generation))
@@ -330,7 +347,9 @@ class GcsObjectStore:
         try:
             blob = self._bucket.get_blob(key, timeout=self._timeout, retry=self._retry())
         except self._errors as exc:
+            REQUESTS.labels("head", "error").inc()
             raise self._translate(exc, "stat", path) from exc
+        REQUESTS.labels("head", "ok" if blob is not None else "absent").inc()
         return None if blob is None else int(blob.generation)
 
     def list_prefix(self, prefix: str) -> Iterator[str]:
@@ -340,6 +359,7 @@ class GcsObjectStore:
 
     def _list(self, prefix: str) -> Iterator[str]:
         skip = len(self._prefix)
+        REQUESTS.labels("list", "ok").inc()  # one per listing, not per page
         try:
             for blob in self._client.list_blobs(
                 self._bucket,
