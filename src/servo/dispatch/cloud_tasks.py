@@ -41,6 +41,7 @@ from servo.dispatch.cloud_tasks_queue import (
     required_setting,
     sha256_hex,
 )
+from servo.engine import events as ev
 from servo.engine.ids import now_us, timer_scope
 from servo.engine.request import TaskRequest
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
@@ -293,14 +294,20 @@ class CloudTasksReconcileQueue(_QueueEdge):
         )
 
     def enqueue_reconcile(
-        self, tenant_id: str, workspace_id: str, paths: list[str], *, key: str | None = None
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        paths: Sequence[str],
+        *,
+        events: Sequence[ev.Event] = (),
+        key: str | None = None,
     ) -> EnqueueOutcome:
-        """POST ``{"tenant_id", "workspace_id", "paths"}`` to
+        """POST ``{"tenant_id", "workspace_id", "paths", "events"}`` to
         ``{reconciler_url}/internal/reconcile``.
 
         Args:
-            paths: the ledger objects written (the reconciler folds them; an empty
-                list asks for a plain reconcile step).
+            paths: the ledger objects written (the reconciler folds them).
+            events: events not in the ledger yet (the reconciler writes them).
             key: makes the request idempotent: the task is named ``n_`` +
                 sha256(tenant, workspace, key), so the same key within Cloud Tasks'
                 dedup window is ALREADY_EXISTS. None: the service names the task.
@@ -312,7 +319,13 @@ class CloudTasksReconcileQueue(_QueueEdge):
         task_id = (
             None if key is None else "n_" + sha256_hex(f"{tenant_id}\x00{workspace_id}\x00{key}")
         )
-        body = {"tenant_id": tenant_id, "workspace_id": workspace_id, "paths": list(paths)}
+        body: dict[str, object] = {
+            "tenant_id": tenant_id,
+            "workspace_id": workspace_id,
+            "paths": list(paths),
+        }
+        if events:
+            body["events"] = [e.to_dict() for e in events]
         return self._queue.create(
             "/internal/reconcile",
             json.dumps(body, separators=(",", ":")).encode("utf-8"),
@@ -324,4 +337,11 @@ class CloudTasksReconcileQueue(_QueueEdge):
         """`servo.worker.notify.Notify`: one reconcile request per batch of ledger objects,
         named after its first object, so notifying the same objects again (a retried
         attempt, a resubmitted run) is ALREADY_EXISTS within the dedup window."""
-        self.enqueue_reconcile(tenant_id, workspace_id, list(paths), key=paths[0])
+        self.enqueue_reconcile(tenant_id, workspace_id, paths, key=paths[0])
+
+    def report(self, tenant_id: str, workspace_id: str, events: Sequence[ev.Event]) -> None:
+        """`servo.worker.notify.Report`: one reconcile request carrying `events`,
+        named after the last one, so sending the same report again is
+        ALREADY_EXISTS within the dedup window."""
+        self.enqueue_reconcile(tenant_id, workspace_id, (), events=events,
+                               key=events[-1].event_id)  # fmt: skip

@@ -21,7 +21,7 @@ from servo.engine.compactor import Compactor
 from servo.engine.ids import new_ulid, now_us
 from servo.engine.ledger import LedgerWriter
 from servo.engine.manifest import ManifestStore
-from servo.engine.snapshot import Snapshot, SnapshotReader
+from servo.engine.snapshot import SnapshotReader
 from servo.errors import EngineError, RunNotFoundError
 from servo.runner import planning
 from servo.runner.options import Progress
@@ -93,16 +93,20 @@ class RunFollower:
         self.run_id = run_id
         self._manifests = ManifestStore(store, tenant_id, workspace_id)
         self._reader = SnapshotReader(store, tenant_id, workspace_id)
-        self._snapshot: Snapshot | None = None
+        self._generation: int | None = None
+        self._seen: tuple[s.RunRow | None, list[s.TaskRow]] = (None, [])
 
     def poll(self) -> tuple[s.RunRow | None, list[s.TaskRow]]:
-        """The run's row (None: not published yet) and its tasks, as last published."""
+        """The run's row (None: not published yet) and its tasks, as last published
+        (read again only when a new generation was published)."""
         generation = self._manifests.latest_generation()
-        snapshot = self._snapshot
-        if snapshot is None or snapshot.generation != generation:
-            snapshot = self._snapshot = self._reader.load()
-        run = snapshot.run(self.run_id)
-        return run, (snapshot.tasks_of(self.run_id) if run is not None else [])
+        if generation != self._generation:
+            snapshot = self._reader.load()
+            run = snapshot.run(self.run_id)
+            self._seen = (run, snapshot.tasks_of(self.run_id) if run is not None else [])
+            self._generation = snapshot.generation
+        run, tasks = self._seen
+        return run, list(tasks)
 
     def wait(
         self,

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from servo.engine import events as ev
 from servo.engine.effects import Dispatcher, TimerDelivery
 from servo.engine.ids import new_ulid, now_us, timer_scope
 from servo.errors import ObjectExistsError
@@ -91,9 +92,16 @@ class ReconcilerService:
         self._pool = new_pool()
         self._lock = threading.Lock()
 
-    def reconcile(self, tenant_id: str, workspace_id: str, paths: Sequence[str]) -> StepSummary:
-        """Fold the ledger objects a writer reported; act on what changed."""
-        return self._of(tenant_id, workspace_id).reconcile(paths)
+    def reconcile(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        paths: Sequence[str],
+        events: Sequence[ev.Event] = (),
+    ) -> StepSummary:
+        """Fold the ledger objects and the events a writer reported; act on what
+        changed."""
+        return self._of(tenant_id, workspace_id).reconcile(paths, events)
 
     def fire(self, timer_id: str) -> StepSummary:
         """Deliver a due timer to its workspace.

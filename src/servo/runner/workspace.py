@@ -171,6 +171,7 @@ class WorkspaceReconciler:
         # number of the batch they will be folded in, and the outcome of recent ones.
         self._gathering = threading.Lock()
         self._pending: dict[str, None] = {}
+        self._pending_events: dict[str, ev.Event] = {}
         self._open_batch = 0
         self._results: dict[int, StepSummary | ServoError | OSError] = {}
         # Deferred publishes: when the last one was, whether the state holds more.
@@ -185,31 +186,39 @@ class WorkspaceReconciler:
         self._ledger = LedgerWriter(store, tenant_id, workspace_id, probe=self._pool.map)
 
     # ------------------------------------------------------------------ public
-    def reconcile(self, paths: Sequence[str]) -> StepSummary:
-        """Fold the ledger objects a writer reported and act on what changed.
+    def reconcile(self, paths: Sequence[str], events: Sequence[ev.Event] = ()) -> StepSummary:
+        """Fold the ledger objects a writer reported, write and fold the events it
+        reported (ADR 0025), and act on what changed.
 
-        Concurrent calls are committed as a group: paths reported while a step runs
-        are folded together by the next step, and every caller whose paths it folded
-        gets its summary (or its error), so a burst of reports costs a few steps, not
-        one step and one publish each.
+        Concurrent calls are committed as a group: what is reported while a step
+        runs is folded together by the next step, and every caller whose report it
+        folded gets its summary (or its error), so a burst of reports costs a few
+        steps, not one step and one publish each. A caller's events are in the
+        ledger when it returns.
         """
         with self._gathering:
             self._pending.update(dict.fromkeys(paths))
+            self._pending_events.update((e.event_id, e) for e in events)
             mine = self._open_batch
         with self._lock:
             with self._gathering:
                 done = self._results.get(mine) if mine < self._open_batch else None
                 if done is None:
                     taken = list(self._pending)
+                    reported = list(self._pending_events.values())
                     self._pending.clear()
+                    self._pending_events.clear()
                     self._open_batch += 1
             if done is None:
                 try:
-                    done = self._locked_call("reconcile", Inputs(), taken, recover=False)
+                    done = self._locked_call(
+                        "reconcile", Inputs(reported=reported), taken, recover=False
+                    )
                 except (ServoError, OSError) as exc:
                     done = exc
                     with self._gathering:  # folded by the next step (the callers'
                         self._pending.update(dict.fromkeys(taken))  # retries too)
+                        self._pending_events.update((e.event_id, e) for e in reported)
                 self._results[mine] = done
                 self._results.pop(mine - _KEPT_RESULTS, None)
         if isinstance(done, BaseException):
@@ -302,7 +311,7 @@ class WorkspaceReconciler:
             Inputs(
                 written=written,
                 paths=list(paths),
-                reported=self._take_outcomes(),
+                reported=[*inputs.reported, *self._take_outcomes()],
                 due=inputs.due,
                 fresh_at=fresh_at,
                 sweep=inputs.sweep,
@@ -319,7 +328,7 @@ class WorkspaceReconciler:
                 )
                 _merge(effects, fired)
         self._outcomes = self._apply(effects)
-        if trigger != "reconcile" or self._publish_due(reconciler, written):
+        if trigger != "reconcile" or self._publish_due(reconciler, [*written, *inputs.reported]):
             reconciler.flush(self._take_outcomes(), publish=True, fresh_at=fresh_at)
             self._published_at = self._monotonic()
             self._dirty = False
@@ -351,16 +360,19 @@ class WorkspaceReconciler:
         self, compactor: Compactor, reported: Sequence[str]
     ) -> list[tuple[str, list[ev.Event]]]:
         """Numbered batches neither folded nor `reported`, up to the first absent
-        number: reports still in the queue, another instance's unpublished steps.
-        Probed by reading them (a miss ends the probe), `PROBE_WINDOW` at a time."""
+        number: writers' batches nobody notified (starts of long attempts,
+        heartbeats), another instance's unpublished steps. Probed by reading them (a
+        miss ends the probe): the next number alone, as most steps find none, then
+        `PROBE_WINDOW` at a time."""
         through, acked = compactor.batches_folded()
         known = acked | {seq for p in reported if (seq := batch_seq(p)) is not None}
         top = max(known, default=through)
         gaps = [seq for seq in range(through + 1, top + 1) if seq not in known]
         found = [f for f in self._pool.map(self._batch, gaps) if f is not None]
-        seq = top + 1
+        seq, width = top + 1, 1
         while True:
-            window = list(self._pool.map(self._batch, range(seq, seq + PROBE_WINDOW)))
+            window = list(self._pool.map(self._batch, range(seq, seq + width)))
+            width = PROBE_WINDOW
             for item in window:
                 if item is None:
                     self._ledger.skip_to(seq)  # this step's batch goes at `seq` or later

@@ -82,8 +82,9 @@ class Limits(Protocol):
 class Runtime(Protocol):
     """What the app needs of `servo.worker.runtime.TaskRuntime`."""
 
-    def execute(self, request: TaskRequest) -> TaskReport:
-        """Run one attempt and report it to the ledger; raises only if reporting fails."""
+    def execute(self, request: TaskRequest, *, first_delivery: bool = False) -> TaskReport:
+        """Run one attempt and report it; raises only if reporting fails.
+        `first_delivery`: the queue never delivered it before (no record to look for)."""
         ...
 
     def close(self) -> None:

@@ -101,8 +101,9 @@ class ExecuteEndpoint:
             )
         self._state.in_flight += 1
         trace = tracecontext.from_headers(request.headers)
+        first = _first_delivery(request.headers)
         try:
-            report = await anyio.to_thread.run_sync(self._run, task, trace, limiter=threads)
+            report = await anyio.to_thread.run_sync(self._run, task, trace, first, limiter=threads)
         except _Failed as failed:
             return self._failed(task, failed)
         finally:
@@ -161,9 +162,11 @@ class ExecuteEndpoint:
         )
         return responses.validation_error([p.as_dict() for p in exc.problems])
 
-    def _run(self, task: TaskRequest, trace: tracecontext.TraceContext | None) -> TaskReport:
+    def _run(
+        self, task: TaskRequest, trace: tracecontext.TraceContext | None, first: bool
+    ) -> TaskReport:
         """Run the attempt, then the report hook (in a worker thread); the attempt's
-        logs carry the dispatch's trace id."""
+        logs carry the dispatch's trace id. `first`: see `_first_delivery`."""
         runtime = self._state.runtime
         assert runtime is not None  # checked before the thread started
         ids = (
@@ -171,7 +174,7 @@ class ExecuteEndpoint:
         )
         try:
             with structlog.contextvars.bound_contextvars(**ids):
-                report = runtime.execute(task)
+                report = runtime.execute(task, first_delivery=first)
         except Exception as exc:  # the ledger write failed: Cloud Tasks must retry
             raise _Failed("execute", exc) from exc
         hook = self._config.on_report
@@ -212,9 +215,19 @@ class _Failed(Exception):
         self.error = error
 
 
+def _first_delivery(headers: Mapping[str, str]) -> bool:
+    """Whether Cloud Tasks says this is the task's first delivery (no retry, no
+    response yet): the attempt then has no result record to look for. Requests
+    without the headers (HMAC-signed, other queues) look for it."""
+    return (
+        headers.get("x-cloudtasks-taskretrycount") == "0"
+        and headers.get("x-cloudtasks-taskexecutioncount") == "0"
+    )
+
+
 def _outcome(report: TaskReport) -> str:
     """The outcome the attempt's `TaskFinished` reported (``unknown`` without one)."""
-    for event in reversed(report.events):
+    for event in reversed([*report.events, *report.handed]):
         if isinstance(event.payload, ev.TaskFinished):
             return str(event.payload.outcome)
     return "unknown"

@@ -27,7 +27,7 @@ from servo.sdk.loader import load_definitions
 from servo.serve.auth import Authenticator
 from servo.serve.config import InternalHandler, ReadinessCheck, ReportHook, Role, ServeConfig
 from servo.storage.factory import open_store
-from servo.worker.notify import Notify, NotifyingSink
+from servo.worker.notify import NotifyingSink
 from servo.worker.runtime import EventSink, LedgerSink, TaskRuntime
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def build_serve_config(
         if internal_handlers is None:
             internal_handlers = _reconciler(settings, store, defs)
     if role in ("worker", "all"):
-        sink: EventSink = NotifyingSink(store, _notifier(settings)) if remote else LedgerSink(store)
+        sink: EventSink = _remote_sink(settings, store) if remote else LedgerSink(store)
         runtime = TaskRuntime(
             store,
             defs,
@@ -189,12 +189,13 @@ def reconciler_settings(settings: Settings) -> ReconcilerSettings:
     )
 
 
-def _notifier(settings: Settings) -> Notify:
-    """Hands a worker's ledger objects to the reconcile queue (one task per object,
-    named after it, so a repeated notification is ALREADY_EXISTS)."""
+def _remote_sink(settings: Settings, store: ObjectStore) -> NotifyingSink:
+    """A worker's events to the reconcile queue: finishes inside the report, the
+    rest through the ledger (ADR 0025)."""
     from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
 
-    return CloudTasksReconcileQueue.from_settings(settings).notify
+    queue = CloudTasksReconcileQueue.from_settings(settings)
+    return NotifyingSink(store, queue.notify, queue.report)
 
 
 def _limiter_check(limiter: RateLimiter) -> ReadinessCheck:

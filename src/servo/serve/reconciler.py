@@ -3,8 +3,11 @@
 Each is a thin edge over `servo.runner.service.ReconcilerService`; authentication
 happened before (`servo.serve.internal`). Bodies:
 
-- reconcile: ``{"tenant_id", "workspace_id", "paths": [ledger object, ...]}`` — a
-  worker's report or a submitted run (every path must lie in that workspace's ledger);
+- reconcile: ``{"tenant_id", "workspace_id", "paths": [ledger object, ...],
+  "events": [event, ...]}`` — a submitted run or a worker's report: ledger objects it
+  wrote (every path must lie in that workspace's ledger) and worker events
+  (`TaskStarted`, `TaskHeartbeat`, `TaskFinished` of that workspace) the step writes
+  to the ledger (ADR 0025); ``events`` is optional, and one of the two is non-empty;
 - timers: ``{"tenant_id", "workspace_id", "due_at"}`` (epoch µs) — Cloud Tasks woke
   the workspace at its ``schedule_time``: every timer due by now fires; a wake-up
   delivered long before ``due_at`` (a hop of a horizon beyond the queue's 30 days) is
@@ -27,8 +30,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from servo.engine import events as ev
 from servo.engine.ids import now_us
-from servo.errors import ServoError
+from servo.errors import EventDecodeError, ServoError
 from servo.observability.logging import get_logger
 from servo.runner.service import ReconcilerService
 from servo.serve import responses
@@ -52,17 +56,61 @@ STEP_RETRY_AFTER_S = 1
 EARLY_TOLERANCE_US = 1_000_000
 #: Most ledger objects one reconcile request may name.
 MAX_PATHS = 1000
+#: Most events one reconcile request may carry.
+MAX_EVENTS = 1000
+#: The events a worker may report inside a reconcile request.
+WORKER_EVENTS = (ev.TaskStarted, ev.TaskHeartbeat, ev.TaskFinished)
 
 
 def _paths(name: str, value: Any) -> list[FieldProblem]:
     problems = type_problems(name, value, (list,), "a list of ledger paths")
     if problems:
         return problems
-    if not 1 <= len(value) <= MAX_PATHS:
-        return [FieldProblem(name, "invalid_value", f"must name 1 to {MAX_PATHS} paths")]
+    if len(value) > MAX_PATHS:
+        return [FieldProblem(name, "invalid_value", f"must name at most {MAX_PATHS} paths")]
     for index, path in enumerate(value):
         problems += text_problems(f"{name}[{index}]", path)
     return problems
+
+
+def _events(name: str, value: Any) -> list[FieldProblem]:
+    problems = type_problems(name, value, (list,), "a list of events")
+    if problems:
+        return problems
+    if len(value) > MAX_EVENTS:
+        return [FieldProblem(name, "invalid_value", f"must carry at most {MAX_EVENTS} events")]
+    return problems
+
+
+def _decode(name: str, raw: list[Any], tenant: str, workspace: str) -> list[ev.Event]:
+    """The worker events of a reconcile body, each of (tenant, workspace).
+
+    Raises:
+        RequestInvalid: an event is malformed, of another workspace, or not a
+            worker's.
+    """
+    events, problems = [], []
+    for index, item in enumerate(raw):
+        where = f"{name}[{index}]"
+        try:
+            if not isinstance(item, dict):
+                raise EventDecodeError("must be an object")
+            event = ev.Event.from_dict(item)
+        except EventDecodeError as exc:
+            problems.append(FieldProblem(where, "invalid_value", str(exc)))
+            continue
+        if not isinstance(event.payload, WORKER_EVENTS):
+            kinds = ", ".join(k.type_name for k in WORKER_EVENTS)
+            problems.append(FieldProblem(where, "invalid_value", f"must be one of {kinds}"))
+        elif (event.tenant_id, event.workspace_id) != (tenant, workspace):
+            problems.append(
+                FieldProblem(where, "invalid_value", f"must belong to {tenant}/{workspace}")
+            )
+        else:
+            events.append(event)
+    if problems:
+        raise RequestInvalid(problems)
+    return events
 
 
 def _due_at(name: str, value: Any) -> list[FieldProblem]:
@@ -89,15 +137,17 @@ def _checked(body: bytes, checks: Mapping[str, Any], optional: frozenset[str] = 
     return raw
 
 
-def parse_reconcile(body: bytes) -> tuple[str, str, list[str]]:
-    """(tenant, workspace, paths) of a reconcile body.
+def parse_reconcile(body: bytes) -> tuple[str, str, list[str], list[ev.Event]]:
+    """(tenant, workspace, paths, events) of a reconcile body.
 
     Raises:
-        RequestInvalid: a field is missing or wrong, or a path lies outside the
-            workspace's ledger.
+        RequestInvalid: a field is missing or wrong, a path lies outside the
+            workspace's ledger, an event is not a worker's event of that workspace,
+            or the body names neither a path nor an event.
     """
-    checks = {"tenant_id": scope_id_problems, "workspace_id": scope_id_problems, "paths": _paths}
-    raw = _checked(body, checks)
+    checks = {"tenant_id": scope_id_problems, "workspace_id": scope_id_problems,
+              "paths": _paths, "events": _events}  # fmt: skip
+    raw = _checked(body, checks, frozenset({"events"}))
     tenant, workspace, paths = raw["tenant_id"], raw["workspace_id"], list(raw["paths"])
     scope = f"ledger/{tenant}/{workspace}/"
     outside = [i for i, p in enumerate(paths) if not p.startswith(scope) or ".." in p]
@@ -108,7 +158,12 @@ def parse_reconcile(body: bytes) -> tuple[str, str, list[str]]:
                 for i in outside
             ]
         )
-    return tenant, workspace, paths
+    events = _decode("events", raw.get("events", []), tenant, workspace)
+    if not paths and not events:
+        raise RequestInvalid(
+            [FieldProblem("paths", "invalid_value", "must name a path when no event is carried")]
+        )
+    return tenant, workspace, paths, events
 
 
 def parse_timer(body: bytes) -> tuple[str, str, int]:
@@ -153,10 +208,10 @@ def reconciler_handlers(
 
     async def reconcile(call: InternalCall) -> Response:
         try:
-            tenant, workspace, paths = parse_reconcile(call.body)
+            tenant, workspace, paths, events = parse_reconcile(call.body)
         except RequestInvalid as exc:
             return responses.validation_error([p.as_dict() for p in exc.problems])
-        return await _run("reconcile", lambda: service.reconcile(tenant, workspace, paths))
+        return await _run("reconcile", lambda: service.reconcile(tenant, workspace, paths, events))
 
     async def fire(call: InternalCall) -> Response:
         try:

@@ -44,7 +44,7 @@ import json
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -97,11 +97,14 @@ class TaskReport:
         events: the events the sink wrote to the ledger, in order (the embedded runner
             folds them in memory without reading them back).
         paths: the ledger objects they were written to.
+        handed: the events the sink took without writing them (held, or handed to
+            a remote reconciler inside its report).
         reused: the result came from the idempotency record; the asset did not run.
     """
 
     events: list[ev.Event] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    handed: list[ev.Event] = field(default_factory=list)
     reused: bool = False
 
 
@@ -124,12 +127,16 @@ class LedgerSink:
         self._lock = threading.Lock()
 
     def emit(self, event: ev.Event) -> str:
-        key = (event.tenant_id, event.workspace_id)
+        return self.append([event])
+
+    def append(self, events: Sequence[ev.Event]) -> str:
+        """Write `events` (of one tenant and workspace) as one batch; its path."""
+        key = (events[0].tenant_id, events[0].workspace_id)
         with self._lock:
             writer = self._writers.get(key)
             if writer is None:
                 writer = self._writers[key] = LedgerWriter(self._store, *key, probe=self._probe)
-        return writer.append([event])
+        return writer.append(events)
 
 
 def result_path(
@@ -234,8 +241,11 @@ class TaskRuntime:
         return True
 
     def close(self) -> None:
-        """Stop the heartbeat thread."""
+        """Stop the heartbeat thread, then close the sink (if it has `close`)."""
         self._closed.set()
+        close = getattr(self._sink, "close", None)
+        if close is not None:
+            close()
 
     def _heartbeat_loop(self) -> None:
         interval = self._heartbeat_interval_s
@@ -281,12 +291,19 @@ class TaskRuntime:
         if path is not None:
             report.paths.append(path)
             report.events.append(event)
+        else:
+            report.handed.append(event)
 
-    def execute(self, request: TaskRequest) -> TaskReport:
-        """Run one attempt and report it (see the module docstring)."""
+    def execute(self, request: TaskRequest, *, first_delivery: bool = False) -> TaskReport:
+        """Run one attempt and report it (see the module docstring).
+
+        `first_delivery`: the queue says it never delivered this attempt before, so
+        no record of it is looked for (a duplicate delivery the queue cannot tell
+        from the first runs the asset again, and the first record wins).
+        """
         report = TaskReport()
         key = request.idempotency_key  # a hash: made once per execution
-        found = self._recorded_result(request, key)
+        found = self._recorded_result(request, key, own=not first_delivery)
         if found is not None:
             recorded, recorded_by = found
             report.reused = True
@@ -376,9 +393,11 @@ class TaskRuntime:
                 retryable=retryable,
             )
 
-    def _recorded_result(self, request: TaskRequest, key: str) -> tuple[ev.OutputRef, str] | None:
-        """The result this attempt or a reusable earlier one recorded, and the attempt
-        that recorded it; None when there is none.
+    def _recorded_result(
+        self, request: TaskRequest, key: str, *, own: bool = True
+    ) -> tuple[ev.OutputRef, str] | None:
+        """The result this attempt (unless not `own`) or a reusable earlier one
+        recorded, and the attempt that recorded it; None when there is none.
 
         A record that cannot be read (torn by a crash mid-write) counts as absent:
         the attempt runs, and its own record is written beside it.
@@ -392,13 +411,13 @@ class TaskRuntime:
             remembered = self._memory.get(key, attempt_id)
             if remembered is not None:
                 return remembered, attempt_id
-        if self._records_in_ledger:
+        if self._records_in_ledger or not own:
             candidates = request.reusable_attempt_ids
         for attempt_id in candidates:
-            for path in (
-                result_path(request, attempt_id, key=key),
-                legacy_result_path(request, attempt_id, key=key),
-            ):
+            paths = [result_path(request, attempt_id, key=key)]
+            if attempt_id != request.attempt_id:  # a lost attempt of an earlier version
+                paths.append(legacy_result_path(request, attempt_id, key=key))
+            for path in paths:
                 found = self._read_record(request, path)
                 if found is not None:
                     return found, attempt_id

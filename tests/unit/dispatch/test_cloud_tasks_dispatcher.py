@@ -36,6 +36,7 @@ from servo.dispatch.cloud_tasks import (
     CloudTasksTimers,
 )
 from servo.dispatch.cloud_tasks_queue import traceparent
+from servo.engine import events as ev
 from servo.engine import schema as s
 from servo.engine.ids import now_us
 from servo.engine.request import TaskRequest, build_request
@@ -347,6 +348,36 @@ def test_reconcile_requests_are_deduplicated_by_key(
     pushes = pushes_to(receiver, "/reconciler/internal/reconcile", 3)
     bodies = sorted((json.loads(p.body) for p in pushes), key=lambda b: b["paths"])
     assert bodies[-1] == {"tenant_id": "t1", "workspace_id": "w1", "paths": ["ledger/a"]}
+
+
+def test_a_report_carries_its_events_and_is_named_after_the_last(
+    cloud: CloudSettings, receiver: Receiver
+) -> None:
+    events = [
+        ev.Event.new(
+            payload,
+            tenant_id="t1",
+            workspace_id="w1",
+            run_id="r",
+            task_key="k",
+            attempt=1,
+            attempt_id="a1",
+            emitted_at=at,
+        )
+        for at, payload in enumerate((ev.TaskStarted(worker_id="w"), ev.TaskFinished("succeeded")))
+    ]
+    queue = CloudTasksReconcileQueue(cloud)
+    try:
+        queue.report("t1", "w1", events)
+        queue.report("t1", "w1", events)  # sent again: ALREADY_EXISTS, not a second push
+    finally:
+        queue.close()
+    pushes_to(receiver, "/reconciler/internal/reconcile", 1)
+    time.sleep(0.2)  # a second push would have arrived by now
+    (body,) = [b for p in pushes_to(receiver, "/reconciler/internal/reconcile", 1)
+               if "events" in (b := json.loads(p.body))]  # fmt: skip
+    assert body["paths"] == []
+    assert [ev.Event.from_dict(e) for e in body["events"]] == events
 
 
 def test_traceparent_follows_the_current_span() -> None:

@@ -22,6 +22,7 @@ from servo.runner.service import ReconcilerService, registered_workspaces
 from servo.runner.workspace import ReconcilerSettings, WorkspaceReconciler
 from servo.sdk.io import read_value
 from servo.storage.memory import MemoryObjectStore
+from servo.worker.notify import NotifyingSink
 from servo.worker.runtime import LedgerSink, TaskReport, TaskRuntime
 
 T, W = "default", "default"
@@ -314,3 +315,134 @@ def test_workspaces_the_service_forgets_leave_no_threads_behind() -> None:
         service.reconcile(f"t{index}", "w", [submitted.path])
     added = step_threads() - before
     assert len(added) <= 16, f"{len(added)} step threads for 12 workspaces"
+
+
+# -- reports that carry their events (ADR 0025) ---------------------------------------
+
+
+class _Reports:
+    """Collects what a `NotifyingSink` hands on: paths notified, events reported."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.events: list[ev.Event] = []
+
+    def notify(self, tenant: str, workspace: str, paths: list[str]) -> None:
+        self.paths.extend(paths)
+
+    def report(self, tenant: str, workspace: str, events: list[ev.Event]) -> None:
+        self.events.extend(events)
+
+    def take(self) -> tuple[list[str], list[ev.Event]]:
+        taken = (self.paths, self.events)
+        self.paths, self.events = [], []
+        return taken
+
+
+def test_a_diamond_runs_to_its_end_on_reports_that_carry_their_events() -> None:
+    """Workers write no ledger object: each finish reaches the reconciler with its
+    start inside the report, and the reconciler writes both to the ledger."""
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    reports = _Reports()
+    sink = NotifyingSink(store, reports.notify, reports.report, hold_s=60.0)
+    runtime = TaskRuntime(store, DEFS, worker_id="w1", clock=clock, sink=sink)
+    before = set(store.list_prefix("ledger/"))
+    submitted = submit_run(
+        store, DEFS, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    for _ in range(10):
+        for request in queue.take():
+            report = runtime.execute(request)
+            assert report.paths == [] and [type(e.payload) for e in report.handed] == [
+                ev.TaskStarted,
+                ev.TaskFinished,
+            ]
+            paths, events = reports.take()
+            assert paths == [] and [e.event_id for e in events] == [
+                e.event_id for e in report.handed
+            ]
+            reconciler.reconcile(paths, events)
+    sink.close()
+    run, tasks = RunFollower(store, T, W, submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED
+    assert all(t.started_at is not None for t in tasks), "the held starts were folded"
+    assert _values(store, submitted.run_id) == {"root": 1, "left": 2, "right": 10, "tip": 12}
+    written = [
+        e
+        for path in set(store.list_prefix("ledger/")) - before
+        for e in LedgerReader(store).read(path)
+    ]
+    finished = [e for e in written if isinstance(e.payload, ev.TaskFinished)]
+    assert len(finished) == 4, "the reconciler wrote each reported finish to the ledger"
+
+
+def test_a_report_delivered_twice_changes_nothing() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    reports = _Reports()
+    runtime = TaskRuntime(
+        store, DEFS, worker_id="w1", clock=clock,
+        sink=NotifyingSink(store, reports.notify, reports.report, hold_s=60.0),
+    )  # fmt: skip
+    submit_run(store, DEFS, lambda t, w, p: reconciler.reconcile(p), tenant_id=T, workspace_id=W)
+    (request,) = queue.take()
+    runtime.execute(request)
+    _, events = reports.take()
+    reconciler.reconcile([], events)
+    first = sorted(r.asset_key for r in queue.take())
+    assert first == ["left", "right"]
+    reconciler.reconcile([], events)  # the queue delivered the same report again
+    assert queue.take() == [], "nothing is dispatched twice"
+
+
+def test_a_held_start_is_written_to_the_ledger_once_the_attempt_runs_long() -> None:
+    """An attempt still running after `hold_s` has its start in the ledger, where
+    the next reconcile step (any report, a sweep) folds it."""
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    reports = _Reports()
+    sink = NotifyingSink(store, reports.notify, reports.report, hold_s=0.05)
+    submit_run(store, DEFS, lambda t, w, p: reconciler.reconcile(p), tenant_id=T, workspace_id=W)
+    (request,) = queue.take()
+    start = ev.Event.new(
+        ev.TaskStarted(worker_id="w1"), tenant_id=T, workspace_id=W, run_id=request.run_id,
+        task_key=request.task_key, attempt=request.attempt, attempt_id=request.attempt_id,
+        emitted_at=clock(),
+    )  # fmt: skip
+    assert sink.emit(start) is None
+    deadline = time.monotonic() + 5
+    while not _ledger_holds(store, start.event_id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _ledger_holds(store, start.event_id)
+    assert reports.take() == ([], []), "a start alone is not reported"
+    reconciler.sweep()
+    _, tasks = RunFollower(store, T, W, request.run_id).poll()
+    (root_task,) = [t for t in tasks if t.asset_key == "root"]
+    assert root_task.status == s.RUNNING
+    sink.close()
+
+
+def test_an_event_too_large_for_a_message_goes_to_the_ledger_and_is_notified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reports = _Reports()
+    monkeypatch.setattr("servo.worker.notify.MAX_REPORT_BYTES", 10)
+    sink = NotifyingSink(store, reports.notify, reports.report, hold_s=0)
+    finished = ev.Event.new(
+        ev.TaskFinished(outcome="failed", error_message="x" * 100), tenant_id=T,
+        workspace_id=W, run_id="r1", task_key="k", attempt=1, attempt_id="a1",
+        emitted_at=clock(),
+    )  # fmt: skip
+    path = sink.emit(finished)
+    assert path is not None and reports.take() == ([path], [])
+    assert [e.event_id for e in LedgerReader(store).read(path)] == [finished.event_id]
+    sink.close()
+
+
+def _ledger_holds(store: MemoryObjectStore, event_id: str) -> bool:
+    reader = LedgerReader(store)
+    return any(
+        e.event_id == event_id for path in store.list_prefix("ledger/") for e in reader.read(path)
+    )

@@ -116,12 +116,14 @@ class SpyRuntime:
     error: Exception | None = None
     block: bool = False
     calls: list[TaskRequest] = field(default_factory=list)
+    first_deliveries: list[bool] = field(default_factory=list)
     entered: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     closed: bool = False
 
-    def execute(self, request: TaskRequest) -> TaskReport:
+    def execute(self, request: TaskRequest, *, first_delivery: bool = False) -> TaskReport:
         self.calls.append(request)
+        self.first_deliveries.append(first_delivery)
         self.entered.set()
         if self.block:
             assert self.release.wait(10)
@@ -314,6 +316,25 @@ def test_a_valid_request_runs_and_a_redelivery_reuses_the_recorded_result(
     assert again.json() == {"attempt_id": "01HFIRST", "outcome": "succeeded", "reused": True}
     finished = finished_events(store)
     assert [e.attempt_id for e in finished] == ["01HFIRST", "01HFIRST"]
+
+
+def test_a_first_delivery_skips_the_record_look_up_and_a_retry_does_not(
+    runtime: TaskRuntime, store: LocalObjectStore
+) -> None:
+    """Cloud Tasks' retry and execution counts say whether the attempt was delivered
+    before; only then can it have a record to reuse."""
+    spy = SpyRuntime()
+    first = {"X-CloudTasks-TaskRetryCount": "0", "X-CloudTasks-TaskExecutionCount": "0"}
+    retried = {"X-CloudTasks-TaskRetryCount": "1", "X-CloudTasks-TaskExecutionCount": "0"}
+    with TestClient(create_app(config(runtime=spy))) as client:
+        for headers in (first, retried, {}):
+            assert post(client, task("01HSPY"), **headers).status_code == 200
+    assert spy.first_deliveries == [True, False, False]
+    with TestClient(create_app(config(runtime=runtime))) as client:
+        ran = post(client, task("01HFIRST"), **first)
+        again = post(client, task("01HFIRST"), **retried)
+    assert ran.json()["reused"] is False
+    assert again.json()["reused"] is True, "a redelivery finds the first record"
 
 
 def test_a_failing_asset_is_a_200_with_outcome_failed(runtime: TaskRuntime) -> None:
@@ -649,11 +670,11 @@ class ContextSpy(SpyRuntime):
 
     contexts: list[dict[str, Any]] = field(default_factory=list)
 
-    def execute(self, request: TaskRequest) -> TaskReport:
+    def execute(self, request: TaskRequest, *, first_delivery: bool = False) -> TaskReport:
         import structlog
 
         self.contexts.append(dict(structlog.contextvars.get_contextvars()))
-        return super().execute(request)
+        return super().execute(request, first_delivery=first_delivery)
 
 
 def test_the_attempt_logs_carry_the_trace_context_of_its_dispatch() -> None:

@@ -23,6 +23,7 @@ from servo.serve.auth_hmac import HmacVerifier
 from servo.serve.config import ServeConfig
 from servo.serve.reconciler import reconciler_handlers
 from servo.storage.memory import MemoryObjectStore
+from servo.worker.notify import NotifyingSink
 from servo.worker.runtime import LedgerSink, TaskRuntime
 from tests.unit.runner.test_workspace import DEFS, Clock, Queue, Timers
 
@@ -86,6 +87,57 @@ def test_reports_posted_to_reconcile_drive_a_diamond_to_its_end(world: World) ->
     assert run is not None and run.status == s.RUN_SUCCEEDED
 
 
+def test_reports_that_carry_their_events_drive_a_diamond_to_its_end(world: World) -> None:
+    """A worker's report may carry its events instead of naming ledger objects; the
+    step writes them (ADR 0025)."""
+
+    def report(tenant: str, workspace: str, events: Any) -> None:
+        body = {"tenant_id": tenant, "workspace_id": workspace, "paths": [],
+                "events": [e.to_dict() for e in events]}  # fmt: skip
+        answer = world.post("reconcile", body)
+        assert answer.status_code == 200, answer.text
+
+    def notify(tenant: str, workspace: str, paths: Any) -> None:
+        answer = world.post("reconcile", {"tenant_id": tenant, "workspace_id": workspace,
+                                          "paths": list(paths)})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+    sink = NotifyingSink(world.store, notify, report, hold_s=60.0)
+    runtime = TaskRuntime(world.store, DEFS, worker_id="w", clock=world.clock, sink=sink)
+    submitted = submit_run(world.store, DEFS, notify, tenant_id="default", workspace_id="default")
+    for _ in range(6):
+        for request in world.queue.take():
+            assert runtime.execute(request).paths == []
+    sink.close()
+    run, _ = RunFollower(world.store, "default", "default", submitted.run_id).poll()
+    assert run is not None and run.status == s.RUN_SUCCEEDED
+
+
+def _event(tenant: str, payload: ev.Payload) -> dict[str, Any]:
+    return ev.Event.new(
+        payload, tenant_id=tenant, workspace_id="b", run_id="r", task_key="k", attempt=1,
+        attempt_id="a1", emitted_at=1,
+    ).to_dict()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (_event("c", ev.TaskHeartbeat()), "must belong to a/b"),
+        (_event("a", ev.DispatchEnqueued()), "must be one of"),
+    ],
+)
+def test_a_report_may_carry_only_worker_events_of_its_own_workspace(
+    world: World, event: dict[str, Any], reason: str
+) -> None:
+    body = {"tenant_id": "a", "workspace_id": "b", "paths": [], "events": [event]}
+    answer = world.post("reconcile", body)
+    assert answer.status_code == 400
+    (detail,) = answer.json()["details"]
+    assert detail["field"] == "events[0]" and reason in detail["message"]
+    assert world.queue.take() == []
+
+
 def test_an_unsigned_request_never_reaches_the_step(world: World) -> None:
     answer = world.post("sweep", {}, signed=False)
     assert answer.status_code == 401
@@ -99,6 +151,14 @@ def test_an_unsigned_request_never_reaches_the_step(world: World) -> None:
         ("reconcile", {"tenant_id": "a/..", "workspace_id": "b", "paths": ["x"]}, "tenant_id"),
         ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": ["ledger/c/b/x"]},
          "paths[0]"),
+        ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": [], "events": []},
+         "paths"),
+        ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": [], "events": [7]},
+         "events[0]"),
+        ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": [], "events": {}},
+         "events"),
+        ("reconcile", {"tenant_id": "a", "workspace_id": "b", "paths": [],
+                       "events": [{"type": "TaskFinished"}]}, "events[0]"),
         ("timers", {"tenant_id": "a", "due_at": 5}, "workspace_id"),
         ("timers", {"tenant_id": "a", "workspace_id": "b", "due_at": "soon"}, "due_at"),
         ("sweep", {"workspaces": [{"tenant_id": "a"}]}, "workspaces[0].workspace_id"),
