@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,8 +153,7 @@ class Campaign:
             ).run_id  # fmt: skip
             follower = RunFollower(self.store, "default", "default", run_id)
             if mode == "kill_worker":
-                self._when_running(follower)
-                victim = rng.randrange(2)
+                victim = self._running_worker(first=rng.randrange(2))
                 self.emulator.kill_worker(victim)
                 time.sleep(rng.uniform(0.1, 0.8))
                 self.emulator.start_worker(victim)
@@ -171,13 +172,22 @@ class Campaign:
             problems.append("logs:\n" + self.emulator.logs())
         return Outcome(seed, mode, run_id, time.monotonic() - started, tuple(problems))
 
-    def _when_running(self, follower: RunFollower, timeout_s: float = 30.0) -> None:
+    def _running_worker(self, first: int, timeout_s: float = 30.0) -> int:
+        """A worker that runs an attempt now (its ``servo_active_executions``),
+        asking worker `first` first: the kill then lands mid-task, whatever the
+        projections show yet."""
+        order = [first, 1 - first]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            _, tasks = follower.poll()
-            if any(t.status == s.RUNNING for t in tasks):
-                return
-            time.sleep(0.02)
+            for worker in order:
+                url = self.emulator.worker_url(worker) + "/metrics"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    text = answer.read().decode()
+                active = re.search(r"^servo_active_executions (\S+)$", text, re.MULTILINE)
+                if active is not None and float(active.group(1)) > 0:
+                    return worker
+            time.sleep(0.01)
+        raise AssertionError(f"no worker ran an attempt within {timeout_s} s")
 
     def _check(self, run_id: str) -> list[str]:
         snapshot = SnapshotReader(self.store, "default", "default").load()

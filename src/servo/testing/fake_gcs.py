@@ -97,7 +97,8 @@ class FakeGcsServer:
             instead of in memory. The memory backend's calls slow down as objects
             accumulate (measured: its CPU per 300-task run went 5.0 s, 11.7 s,
             20.1 s over three runs), the filesystem one's do not (3.7, 3.5, 4.0 s):
-            long-lived servers (`servo emulate gcp`) use a root; tests keep memory.
+            long-lived servers (`servo emulate gcp`) use a root, on tmpfs when there
+            is room (`servo.testing.emulator.gcs_root`); tests keep memory.
     """
 
     def __init__(

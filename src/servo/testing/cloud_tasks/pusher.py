@@ -4,7 +4,10 @@ The loop asks the store for the pushes it may start (`TaskStore.take_due` applie
 schedules, rate limits and concurrency), starts each as its own asyncio task, and
 sleeps until the next task is due or the store says something changed. One loop
 holds any number of pushes in flight without a thread each, and gives every push an
-exact total timeout (the dispatch deadline) with `asyncio.wait_for`.
+exact total timeout (the dispatch deadline) with `asyncio.wait_for`. The HTTP client
+is aiohttp's: its connection pool hands out a kept-alive connection in constant
+time, where httpx's checks every pooled connection on each request, which made the
+pusher the busiest thread of a wide run.
 
 A push carries the task's headers and body plus what Cloud Tasks adds:
 ``X-CloudTasks-QueueName``, ``-TaskName``, ``-TaskRetryCount``,
@@ -23,7 +26,7 @@ from collections.abc import Coroutine
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from servo.observability.logging import get_logger
 from servo.testing.cloud_tasks import names
@@ -114,12 +117,12 @@ class Pusher:
             loop.close()
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
-        limits = httpx.Limits(
-            max_connections=self._max_connections,
-            max_keepalive_connections=min(100, self._max_connections),
-        )
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
         # No client-wide timeout: `_send` bounds each push by its dispatch deadline.
-        async with httpx.AsyncClient(limits=limits, timeout=None, follow_redirects=False) as client:
+        unbounded = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=unbounded, auto_decompress=False
+        ) as client:
             self._wake = asyncio.Event()
             self._loop = loop
             self._ready.set()
@@ -145,7 +148,7 @@ class Pusher:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _push(self, client: httpx.AsyncClient, dispatch: Dispatch) -> None:
+    async def _push(self, client: aiohttp.ClientSession, dispatch: Dispatch) -> None:
         """Send one push (or lose, copy or delay it) and report how it ended."""
         plan = self._faults.plan()
         result: PushResult | None = None  # None: dropped, the task counts as delivered
@@ -166,39 +169,28 @@ class Pusher:
             if not self._stopping:
                 self._store.finish(dispatch, result)
 
-    async def _copy(self, client: httpx.AsyncClient, dispatch: Dispatch) -> None:
+    async def _copy(self, client: aiohttp.ClientSession, dispatch: Dispatch) -> None:
         try:
             await self._send(client, dispatch, duplicate=True)
         finally:
             self._store.side_push(started=False)
 
     async def _send(
-        self, client: httpx.AsyncClient, dispatch: Dispatch, duplicate: bool
+        self, client: aiohttp.ClientSession, dispatch: Dispatch, duplicate: bool
     ) -> PushResult:
         record_at = time.time()
         try:
             headers = self._headers(dispatch)
-            response = await asyncio.wait_for(
-                client.request(
-                    dispatch.method,
-                    dispatch.url,
-                    headers=headers,
-                    content=dispatch.body,
-                    timeout=dispatch.deadline_s,
-                ),
-                dispatch.deadline_s,
+            status, retry_after = await asyncio.wait_for(
+                _request(client, dispatch, headers), dispatch.deadline_s
             )
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             result = PushResult("timeout")
         except Exception as exc:  # refused, reset, bad URL or header: failed, retried
             log.debug("cloud_tasks_server.push_failed", task=dispatch.task, error=repr(exc))
             result = PushResult("error")
         else:
-            result = PushResult(
-                str(response.status_code),
-                response.status_code,
-                retry_after_s(response.headers.get("retry-after"), time.time()),
-            )
+            result = PushResult(str(status), status, retry_after_s(retry_after, time.time()))
         self._store.record(self._record(dispatch, result.outcome, record_at, duplicate))
         return result
 
@@ -237,3 +229,18 @@ class Pusher:
             outcome=outcome,
             duplicate=duplicate,
         )
+
+
+async def _request(
+    client: aiohttp.ClientSession, dispatch: Dispatch, headers: dict[str, str]
+) -> tuple[int, str | None]:
+    """Send one push; its status and ``Retry-After`` (the body is read and dropped)."""
+    async with client.request(
+        dispatch.method,
+        dispatch.url,
+        headers=headers,
+        data=dispatch.body,
+        allow_redirects=False,
+    ) as response:
+        await response.read()
+        return response.status, response.headers.get("retry-after")
