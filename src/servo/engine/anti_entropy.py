@@ -82,8 +82,14 @@ def sweep(
     now: int,
     settings: SweepSettings,
     new_id: Callable[[], str],
+    listening_since: int = 0,
 ) -> SweepResult:
-    """Find stuck work among `tasks` and `timers` (see the module docstring)."""
+    """Find stuck work among `tasks` and `timers` (see the module docstring).
+
+    `listening_since`: since when the caller receives reports; an enqueued
+    attempt's start deadline runs from then at the earliest (a start reported while
+    nobody listened may still wait in a queue).
+    """
     result = SweepResult()
     tasks = tasks if isinstance(tasks, Sequence) else list(tasks)
     result.examined = len(tasks)
@@ -105,7 +111,7 @@ def sweep(
                 result.findings["outbox_not_enqueued"] += 1
         elif (
             row.status == s.OUTBOX_ENQUEUED
-            and (row.enqueued_at or now) <= now - settings.start_deadline_us
+            and max(row.enqueued_at or now, listening_since) <= now - settings.start_deadline_us
         ):
             result.events.append(
                 ev.Event(

@@ -87,10 +87,14 @@ class Holding:
     Attributes:
         inflight: dispatch ids of attempts handed to workers and not ended.
         delivering: ids of timers the timer delivery will deliver.
+        listening_since: since when (epoch µs) the caller has been receiving
+            reports; an attempt's start deadline runs from then at the earliest, as
+            reports made while nobody listened may still wait in a queue.
     """
 
     inflight: Container[str] = ()
     delivering: Container[str] = ()
+    listening_since: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +348,7 @@ class Reconciler:
             state.outbox,
             inflight=holding.inflight,
             delivering=holding.delivering,
+            listening_since=holding.listening_since,
             now=now,
             settings=self._sweep,
             new_id=self._new_id,

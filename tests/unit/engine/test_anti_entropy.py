@@ -16,7 +16,7 @@ SETTINGS = SweepSettings(
 
 
 def run_sweep(state: EngineState, now: int, inflight: set[str] | None = None,
-              delivering: set[str] | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+              delivering: set[str] | None = None, listening_since: int = 0):  # type: ignore[no-untyped-def]  # fmt: skip
     return sweep(
         state.tasks_of("run1"),
         state.rows("timers"),
@@ -28,6 +28,7 @@ def run_sweep(state: EngineState, now: int, inflight: set[str] | None = None,
         now=now,
         settings=SETTINGS,
         new_id=new_ulid,
+        listening_since=listening_since,
     )
 
 
@@ -71,6 +72,20 @@ def test_enqueued_attempt_never_started_is_given_up() -> None:
     state.apply(found.events)
     assert state.task("run1", "a").status == s.READY  # type: ignore[union-attr]
     assert found.findings == {"dispatched_not_started": 1}  # the caller counts them
+
+
+def test_a_start_deadline_runs_from_when_the_caller_began_listening() -> None:
+    """A reconciler that (re)started after the attempt was enqueued gives the start
+    report its whole deadline: it may be waiting in the queue for the new instance."""
+    h = History()
+    h.request({"a": []})
+    aid = h.dispatch("a")
+    h.emit(ev.DispatchEnqueued(cloud_task_id="d"), "a", 1, aid)
+    state = fold(h.events)
+    restarted = h.clock + 8_000
+    assert not run_sweep(state, now=h.clock + 10_000, listening_since=restarted).findings
+    found = run_sweep(state, now=restarted + 5_000, listening_since=restarted)
+    assert found.findings == {"dispatched_not_started": 1}
 
 
 def test_overdue_timer_nobody_delivers_is_found() -> None:
