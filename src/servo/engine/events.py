@@ -128,6 +128,9 @@ class RunRequested(Payload):
     selection: str | None = None
     #: Where the definitions come from, so any worker can load them again.
     defs_source: str | None = None
+    #: The version of the definitions the run was planned from
+    #: (`servo.sdk.code_version`); None for runs planned before it was recorded.
+    code_version: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RunRequested:
@@ -136,7 +139,14 @@ class RunRequested(Payload):
             idempotency_key=raw.get("idempotency_key"),
             selection=raw.get("selection"),
             defs_source=raw.get("defs_source"),
+            code_version=raw.get("code_version"),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Payload.to_dict(self)
+        if data["code_version"] is None:  # a ledger written before it keeps its bytes
+            del data["code_version"]
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,6 +323,7 @@ class EngineState:
             run.request_event_id, run.requested_at = event.event_id, event.emitted_at
             run.idempotency_key = payload.idempotency_key
             run.selection, run.defs_source = payload.selection, payload.defs_source
+            run.code_version = payload.code_version
             self._touch("runs", (event.run_id,))
         elif run is not None:
             if run.request_event_id != event.event_id:
@@ -337,6 +338,7 @@ class EngineState:
                     run.request_event_id, run.requested_at = event.event_id, event.emitted_at
                     run.idempotency_key = payload.idempotency_key
                     run.selection, run.defs_source = payload.selection, payload.defs_source
+                    run.code_version = payload.code_version
                     self._touch("runs", (event.run_id,))
             else:
                 return
@@ -350,6 +352,7 @@ class EngineState:
                 idempotency_key=payload.idempotency_key,
                 selection=payload.selection,
                 defs_source=payload.defs_source,
+                code_version=payload.code_version,
             )
             runs[(event.run_id,)] = run
             self._touch("runs", (event.run_id,))

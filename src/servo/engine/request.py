@@ -57,6 +57,8 @@ class TaskRequest:
         retry: the retry policy planned with the run, or None (one attempt). It, not
             the definitions the worker loads, decides whether an error is retryable,
             so every attempt of a run is judged by the same policy.
+        code_version: the version of the definitions the run was planned from; a
+            worker with other definitions fails the attempt (`code_version_mismatch`).
     """
 
     tenant_id: str
@@ -74,6 +76,7 @@ class TaskRequest:
     defs_source: str | None = None
     reusable_attempt_ids: tuple[str, ...] = ()
     retry: RetryPolicy | None = None
+    code_version: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -116,6 +119,7 @@ def build_request(
     data_deps: tuple[str, ...],
     defs_source: str | None,
     reusable_attempt_ids: tuple[str, ...] = (),
+    code_version: str | None = None,
 ) -> TaskRequest:
     """The request for an outbox row, with inputs from upstream tasks and pinned values,
     and the retry policy planned for the task.
@@ -124,6 +128,7 @@ def build_request(
         upstream: the run's upstream task rows by task key.
         data_deps: the task's data dependencies (in-run and pinned).
         reusable_attempt_ids: see `TaskRequest.reusable_attempt_ids`.
+        code_version: the run's, see `TaskRequest.code_version`.
 
     Raises:
         EngineError: an in-run upstream has no recorded output (it has not succeeded).
@@ -158,4 +163,5 @@ def build_request(
         defs_source=defs_source,
         reusable_attempt_ids=reusable_attempt_ids,
         retry=None if task.retry is None else RetryPolicy.from_json(task.retry),
+        code_version=code_version,
     )

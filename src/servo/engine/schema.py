@@ -97,6 +97,8 @@ class RunRow:
     n_cancelled: int = 0
     #: Latest end time of its tasks once every task is terminal (RunCompleted).
     completed_at: int | None = None
+    #: The version of the definitions it was planned from (None: not recorded).
+    code_version: str | None = None
 
 
 @dataclass(slots=True)
@@ -339,7 +341,8 @@ RUNS = _spec(
     {"run_id": _S, "tenant_id": _S, "workspace_id": _S, "request_event_id": _S,
      "requested_at": _I64, "idempotency_key": _S, "selection": _S, "defs_source": _S,
      "cancel_requested_at": _I64, "status": _S, "n_tasks": _I32, "n_succeeded": _I32,
-     "n_failed": _I32, "n_skipped": _I32, "n_cancelled": _I32, "completed_at": _I64},
+     "n_failed": _I32, "n_skipped": _I32, "n_cancelled": _I32, "completed_at": _I64,
+     "code_version": _S},
     {"status": _members(RunStatus)},
 )  # fmt: skip
 TASKS = _spec(

@@ -57,6 +57,7 @@ def start_run(
             idempotency_key=idempotency_key,
             selection=selection,
             defs_source=defs.source,
+            code_version=defs.code_version,
         ),
         emitted_at=clock(),
     )

@@ -50,6 +50,7 @@ def request_builder(defs: Definitions, tenant_id: str, workspace_id: str) -> Req
             data_deps,
             defs.source,
             reusable_attempt_ids(state.attempts_of(task.run_id, task.task_key), row.attempt),
+            None if (run := state.run(task.run_id)) is None else run.code_version,
         )
 
     return request_for

@@ -33,7 +33,7 @@ class Definitions:
         CycleError: the dependencies form a cycle.
     """
 
-    __slots__ = ("_assets", "_graph", "_workflows", "source")
+    __slots__ = ("_assets", "_code_version", "_graph", "_workflows", "source")
 
     def __init__(
         self,
@@ -79,6 +79,7 @@ class Definitions:
         )
         self._workflows: Mapping[str, WorkflowDefinition] = MappingProxyType(workflow_defs)
         self.source = source
+        self._code_version: str | None = None
 
     @property
     def assets(self) -> Mapping[str, AssetDefinition]:
@@ -89,6 +90,19 @@ class Definitions:
     def workflows(self) -> Mapping[str, WorkflowDefinition]:
         """Workflow name -> definition, in declaration order."""
         return self._workflows
+
+    @property
+    def code_version(self) -> str:
+        """The version of the code that defines these assets (`servo.sdk.code_version`),
+        computed once."""
+        version = self._code_version
+        if version is None:
+            from servo.sdk.code_version import code_version
+
+            version = self._code_version = code_version(
+                (name, d.fn) for name, d in self._assets.items()
+            )
+        return version
 
     @property
     def graph(self) -> AssetGraph:

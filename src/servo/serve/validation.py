@@ -183,6 +183,7 @@ FIELDS: dict[str, tuple[Check, bool]] = {
     "defs_source": (_optional(text_problems), True),
     "reusable_attempt_ids": (_ids, True),
     "retry": (_optional(_retry), True),
+    "code_version": (_optional(text_problems), True),
 }
 
 

@@ -71,6 +71,10 @@ TASK_DURATION = metrics.histogram(
 )
 TASK_TOTAL = metrics.counter("servo_task_execution_total", "Task attempts by outcome.", ["status"])
 ACTIVE = metrics.gauge("servo_active_executions", "Task attempts running now.")
+CODE_MISMATCHES = metrics.counter(
+    "servo_code_version_mismatches_total",
+    "Attempts not run because their run was planned from other definitions.",
+)
 HEARTBEAT_ERRORS = metrics.counter(
     "servo_heartbeat_errors_total", "Heartbeats that could not be reported.", ["error_type"]
 )
@@ -195,7 +199,13 @@ class _Running:
 
 
 class TaskRuntime:
-    """Runs task requests against loaded definitions and one object store."""
+    """Runs task requests against loaded definitions and one object store.
+
+    With `check_code_version`, a request whose run was planned from definitions of
+    another version (`TaskRequest.code_version`) is not run: its attempt fails with
+    the non-retryable ``code_version_mismatch`` (scale-out workers, unless
+    ``worker.accept_code_version_mismatch``).
+    """
 
     def __init__(
         self,
@@ -208,8 +218,10 @@ class TaskRuntime:
         heartbeat_interval_s: float | None = None,
         inline_max_bytes: int = INLINE_MAX_BYTES,
         records_in_ledger: bool = False,
+        check_code_version: bool = False,
     ) -> None:
         self._store = store
+        self._check_code_version = check_code_version
         self._records_in_ledger = records_in_ledger
         self._memory = _RecentResults()
         self._inline_max_bytes = inline_max_bytes
@@ -314,6 +326,10 @@ class TaskRuntime:
             self._emit(report, request, finished)
             TASK_TOTAL.labels("reused").inc()
             return report
+        mismatch = self._code_mismatch(request)
+        if mismatch is not None:
+            self._emit(report, request, mismatch)
+            return report
         self._emit(report, request, ev.TaskStarted(worker_id=self._worker_id))
         started = time.perf_counter()
         running = _Running(request, threading.Event())
@@ -332,6 +348,36 @@ class TaskRuntime:
         TASK_TOTAL.labels(finished.outcome).inc()
         self._emit(report, request, replace(finished, duration_s=round(duration, 6)))
         return report
+
+    def _code_mismatch(self, request: TaskRequest) -> ev.TaskFinished | None:
+        """The failure of an attempt planned from other definitions, or None."""
+        planned = request.code_version
+        if not self._check_code_version or planned is None:
+            return None
+        loaded = self._defs.code_version
+        if planned == loaded:
+            return None
+        CODE_MISMATCHES.inc()
+        log.warning(
+            "task.code_version_mismatch",
+            tenant_id=request.tenant_id,
+            run_id=request.run_id,
+            task_key=request.task_key,
+            attempt_id=request.attempt_id,
+            planned=planned,
+            loaded=loaded,
+        )
+        return ev.TaskFinished(
+            outcome="failed",
+            error_type="code_version_mismatch",
+            error_message=(
+                f"run {request.run_id} was planned from definitions of code version "
+                f"{planned}; this worker ({self._worker_id}) loaded {loaded}. Deploy the "
+                "same definitions to the workers and start the run again, or set "
+                "SERVO_WORKER_ACCEPT_CODE_VERSION_MISMATCH=true to run it on this code"
+            ),
+            retryable=False,
+        )
 
     def _run(self, request: TaskRequest, running: _Running, key: str) -> ev.TaskFinished:
         def bound() -> Any:  # bound on the paths that log only: binding costs per task
