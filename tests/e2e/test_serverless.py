@@ -250,3 +250,20 @@ def test_concurrent_submissions_all_end(cloud: Cloud) -> None:
         run, tasks = cloud.follow(run_id)
         assert run.status == s.RUN_SUCCEEDED
         assert cloud.values(tasks)["tip"] == 12
+
+
+def test_workers_with_other_code_fail_the_run_instead_of_running_it(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """The client planned from edited definitions; the workers loaded the old file."""
+    edited = write(tmp_path / "defs.py", DEFINITIONS + "\n# edited on the laptop only\n")
+    defs = load_definitions(str(edited))
+    assert defs.code_version != cloud.defs.code_version
+    submitted = submit_run(cloud.store, defs, cloud.queue.notify, tenant_id="default",
+                           workspace_id="default", selection="root")  # fmt: skip
+    run, tasks = cloud.follow(submitted.run_id)
+    assert run.status == s.RUN_FAILED and run.code_version == defs.code_version
+    (root,) = tasks
+    assert root.status == s.FAILED and root.attempt == 1, "not retried"
+    assert root.error_type == "code_version_mismatch"
+    assert defs.code_version in (root.error_message or "")

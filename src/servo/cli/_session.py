@@ -66,8 +66,8 @@ def catalog_configured(settings: Settings) -> bool:
     """Whether reading commands should use the catalog (see the module docstring).
 
     With ``cloud.provider: gcp`` they read the published projections in the configured
-    store instead: no process of that mode projects into the catalog yet, so it would
-    not know the runs the reconciler drives.
+    store instead: the reconciler projects them into the PostgreSQL catalog
+    (``database.url``) in the background, so the catalog trails them.
     """
     if settings.cloud.provider == "gcp":
         return False

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from servo.engine import events as ev
 from servo.engine.effects import Dispatcher, TimerDelivery
 from servo.engine.ids import new_ulid, now_us, timer_scope
+from servo.engine.snapshot import PublishListener
 from servo.errors import ObjectExistsError
 from servo.runner.workspace import (
     ReconcilerSettings,
@@ -65,6 +66,9 @@ class ReconcilerService:
         timers: delivers due timers back to `fire`.
         settings: timing of every workspace's reconciler.
         max_workspaces: workspaces kept loaded at once.
+        listener_for: the publish listener of a workspace (a read model such as the
+            catalog), made when the workspace is loaded; closed (in the background)
+            when it is forgotten, if it has ``close``.
     """
 
     def __init__(
@@ -78,8 +82,11 @@ class ReconcilerService:
         max_workspaces: int = 64,
         clock: Callable[[], int] = now_us,
         new_id: Callable[[], str] = new_ulid,
+        listener_for: Callable[[str, str], PublishListener] | None = None,
     ) -> None:
         self._store = store
+        self._listener_for = listener_for
+        self._listeners: dict[Scope, PublishListener] = {}
         self._defs = defs
         self._dispatcher = dispatcher
         self._timers = timers
@@ -125,6 +132,9 @@ class ReconcilerService:
         with self._lock:
             found = self._loaded.get(scope)
             if found is None:
+                listener = None
+                if self._listener_for is not None:
+                    listener = self._listeners[scope] = self._listener_for(*scope)
                 found = WorkspaceReconciler(
                     self._store,
                     tenant_id,
@@ -136,10 +146,20 @@ class ReconcilerService:
                     clock=self._clock,
                     new_id=self._new_id,
                     pool=self._pool,
+                    on_publish=listener,
                 )
                 self._loaded[scope] = found
                 while len(self._loaded) > self._max:
-                    self._loaded.popitem(last=False)
+                    forgotten, _ = self._loaded.popitem(last=False)
+                    _close_later(self._listeners.pop(forgotten, None))
             else:
                 self._loaded.move_to_end(scope)
             return found
+
+
+def _close_later(listener: PublishListener | None) -> None:
+    """Close a forgotten workspace's listener without holding up the request (it
+    may finish a projection first)."""
+    close = getattr(listener, "close", None)
+    if close is not None:
+        threading.Thread(target=close, name="servo-listener-close", daemon=True).start()

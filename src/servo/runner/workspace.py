@@ -46,10 +46,12 @@ from servo.engine.ids import new_ulid, now_us
 from servo.engine.ledger import LedgerReader, LedgerWriter, batch_path, batch_seq, ledger_prefix
 from servo.engine.manifest import ManifestStore
 from servo.engine.reconcile import Holding, Inputs, Reconciler
+from servo.engine.snapshot import PublishListener
 from servo.errors import ObjectNotFoundError, ServoError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.runner import recovery
+from servo.runner.publishing import Publishing
 from servo.runner.requests import request_builder
 from servo.storage.base import ObjectStore
 
@@ -136,6 +138,8 @@ class WorkspaceReconciler:
         new_id: fresh event and attempt ids.
         monotonic: seconds, for the publish interval.
         pool: threads for a step's reads and queue calls (default: its own).
+        on_publish: told every snapshot published (a read model such as the
+            catalog); one that raises is logged and counted, and the step goes on.
     """
 
     def __init__(
@@ -152,8 +156,15 @@ class WorkspaceReconciler:
         new_id: Callable[[], str] = new_ulid,
         monotonic: Callable[[], float] = time.monotonic,
         pool: Executor | None = None,
+        on_publish: PublishListener | None = None,
     ) -> None:
         self._store = store
+        # Reports made before this instance listened may still wait in the queue
+        # (it was down, or another instance was): the sweep judges starts from here.
+        self._since = clock()
+        self._publishing = Publishing(0.0, monotonic=monotonic)
+        if on_publish is not None:
+            self._publishing.listeners.append(on_publish)
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
         self._defs = defs
@@ -243,7 +254,8 @@ class WorkspaceReconciler:
     def sweep(self) -> StepSummary:
         """Anti-entropy: fold ledger objects no report named, drive stuck work, and
         fire overdue timers at once (their queued delivery may be lost)."""
-        return self._call("sweep", Inputs(sweep=Holding()), recover=True)
+        return self._call("sweep", Inputs(sweep=Holding(listening_since=self._since)),
+                          recover=True)  # fmt: skip
 
     def state_generation(self) -> int:
         """The manifest generation the in-memory state holds (0: none loaded)."""
@@ -330,8 +342,7 @@ class WorkspaceReconciler:
         self._outcomes = self._apply(effects)
         if trigger != "reconcile" or self._publish_due(reconciler, [*written, *inputs.reported]):
             reconciler.flush(self._take_outcomes(), publish=True, fresh_at=fresh_at)
-            self._published_at = self._monotonic()
-            self._dirty = False
+            self._published(reconciler)
         else:  # the outcomes go with the next step's batch (or the deferred publish)
             self._dirty = True
             self._flush_later()
@@ -444,8 +455,12 @@ class WorkspaceReconciler:
                     error_type=type(exc).__name__,
                 )
                 return
-            self._published_at = self._monotonic()
-            self._dirty = False
+            self._published(reconciler)
+
+    def _published(self, reconciler: Reconciler) -> None:
+        self._published_at = self._monotonic()
+        self._dirty = False
+        self._publishing.published(reconciler.compactor.snapshot)
 
     def _fresh(self) -> Reconciler:
         """The reconciler over the newest published state (reloaded when another

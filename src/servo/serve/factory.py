@@ -10,10 +10,9 @@ raised here, before the server binds a port: `ConfigError` for settings,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +31,7 @@ from servo.worker.runtime import EventSink, LedgerSink, TaskRuntime
 
 if TYPE_CHECKING:
     from servo.config.settings import Settings
+    from servo.engine.snapshot import PublishListener
     from servo.sdk.definitions import Definitions
     from servo.storage.base import ObjectStore
 
@@ -58,14 +58,10 @@ def storage_check(store: ObjectStore) -> ReadinessCheck:
     return check
 
 
-def code_version(source: str | None) -> dict[str, str]:
-    """The servo version and, for definitions loaded from a file, its content digest
-    (so two instances running different code can be told apart)."""
-    version = {"servo": __version__}
-    if source is not None and Path(source).is_file():
-        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-        version["definitions"] = digest
-    return version
+def code_version(defs: Definitions) -> dict[str, str]:
+    """The servo version and the definitions' code version (`servo.sdk.code_version`),
+    so two instances running different code can be told apart."""
+    return {"servo": __version__, "definitions": defs.code_version}
 
 
 def build_serve_config(
@@ -106,7 +102,7 @@ def build_serve_config(
             "pass --defs PATH or set SERVO_DEFS"
         )
     defs = load_definitions(defs_path)
-    version = code_version(defs.source)
+    version = code_version(defs)
     remote = settings.cloud.provider == "gcp"
     if role in ("reconciler", "all"):
         if not remote:
@@ -125,6 +121,7 @@ def build_serve_config(
             worker_id=worker_id(),
             heartbeat_interval_s=heartbeat_interval_s,
             sink=sink,
+            check_code_version=not settings.worker.accept_code_version_mismatch,
         )
     config = ServeConfig(
         role=role,
@@ -170,8 +167,27 @@ def _reconciler(
         timers,
         reconciler_settings(settings),
         max_workspaces=settings.reconciler.max_workspaces,
+        listener_for=_catalog_listener(settings, store, defs),
     )
     return reconciler_handlers(service, timers.wake)
+
+
+def _catalog_listener(
+    settings: Settings, store: ObjectStore, defs: Definitions
+) -> Callable[[str, str], PublishListener] | None:
+    """With ``database.url``, each workspace's published snapshots are projected into
+    the PostgreSQL catalog by a background thread (`servo.embedded.catalog_sync`);
+    a catalog that is down is logged and counted, and catches up from its checkpoint
+    once it answers. Without it, the projections in the store are the only read
+    model."""
+    if settings.database.url is None:
+        return None
+    from servo.serve.catalog_listener import CatalogListener
+
+    def listener_for(tenant_id: str, workspace_id: str) -> PublishListener:
+        return CatalogListener(settings, tenant_id, workspace_id, defs, store)
+
+    return listener_for
 
 
 def reconciler_settings(settings: Settings) -> ReconcilerSettings:

@@ -173,6 +173,11 @@ class GcpEmulator:
             address = self.tasks.start()
             host, port = self.balancer.start()
             self._write_config(gcs_url, address, f"http://{host}:{port}")
+            if self.database_url is not None:  # the reconciler projects into it
+                from servo.catalog.catalog import migrate_catalog
+                from servo.config.settings import load_settings
+
+                migrate_catalog(load_settings(self.config_path, environ={}))
             self._create_queues()
             self.start_reconciler()
             for index in range(len(self._workers)):

@@ -446,3 +446,67 @@ def _ledger_holds(store: MemoryObjectStore, event_id: str) -> bool:
     return any(
         e.event_id == event_id for path in store.list_prefix("ledger/") for e in reader.read(path)
     )
+
+
+def test_a_run_records_its_code_version_and_every_request_carries_it() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    reconciler, queue, _ = _world(store, clock)
+    submitted = submit_run(
+        store, DEFS, lambda t, w, paths: reconciler.reconcile(paths), tenant_id=T, workspace_id=W
+    )
+    (request,) = queue.take()
+    assert request.code_version == DEFS.code_version
+    reconciler.sweep()  # publishes
+    run, _ = RunFollower(store, T, W, submitted.run_id).poll()
+    assert run is not None and run.code_version == DEFS.code_version
+
+
+def test_every_publish_reaches_the_listener_and_a_failing_one_stops_nothing() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    seen: list[int] = []
+
+    def listener(snapshot: object) -> None:
+        seen.append(snapshot.generation)  # type: ignore[attr-defined]
+        raise RuntimeError("the catalog is down")
+
+    queue, timers = Queue(), Timers()
+    reconciler = WorkspaceReconciler(
+        store, T, W, DEFS, queue, timers, ReconcilerSettings(), clock=clock, on_publish=listener
+    )
+    before = metrics.sample("servo_publish_listener_errors_total", {"error_type": "RuntimeError"})
+    submit_run(store, DEFS, lambda t, w, p: reconciler.reconcile(p), tenant_id=T, workspace_id=W)
+    reconciler.sweep()
+    assert seen and seen == sorted(seen)
+    assert seen[-1] == reconciler.state_generation()
+    errors = metrics.sample("servo_publish_listener_errors_total", {"error_type": "RuntimeError"})
+    assert errors == before + len(seen)
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def __call__(self, snapshot: object) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_each_workspace_gets_one_listener_closed_when_the_service_forgets_it() -> None:
+    store, clock = MemoryObjectStore(), Clock()
+    made: dict[tuple[str, str], _Listener] = {}
+
+    def listener_for(tenant: str, workspace: str) -> _Listener:
+        assert (tenant, workspace) not in made
+        made[(tenant, workspace)] = _Listener()
+        return made[(tenant, workspace)]
+
+    service = ReconcilerService(store, DEFS, Queue(), Timers(), clock=clock, max_workspaces=1,
+                                listener_for=listener_for)  # fmt: skip
+    for tenant in ("t1", "t1", "t2"):
+        submitted = submit_run(store, DEFS, lambda *_: None, tenant_id=tenant, workspace_id="w")
+        service.reconcile(tenant, "w", [submitted.path])
+    assert sorted(made) == [("t1", "w"), ("t2", "w")]
+    assert made[("t1", "w")].closed.wait(5), "forgotten: closed"
+    assert not made[("t2", "w")].closed.is_set()
