@@ -25,6 +25,7 @@ and read the latest value materialized in a home with ``servo.load_value(asset)`
 
 from __future__ import annotations
 
+from servo import executor
 from servo._version import __version__
 from servo.embedded import AssetError, MaterializeResult, load_value, materialize
 from servo.errors import RunFailedError, ServoError, ValueNotFoundError
@@ -45,6 +46,7 @@ __all__ = [
     "ValueNotFoundError",
     "__version__",
     "asset",
+    "executor",
     "load_value",
     "materialize",
     "workflow",

@@ -267,3 +267,20 @@ def test_workers_with_other_code_fail_the_run_instead_of_running_it(
     assert root.status == s.FAILED and root.attempt == 1, "not retried"
     assert root.error_type == "code_version_mismatch"
     assert defs.code_version in (root.error_message or "")
+
+
+def test_a_run_whose_workflow_needs_another_executor_is_refused_before_it_starts(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    defs = write(
+        tmp_path / "celery_defs.py",
+        "from servo import asset, executor, workflow\n\n\n@asset\ndef raw() -> int:\n"
+        "    return 1\n\n\n@workflow(executor=executor.Celery(queue='etl'))\n"
+        "def etl() -> None:\n    raw()\n",
+    )
+    before = len(list(cloud.store.list_prefix("ledger/default/default/runs/")))
+    result = run("materialize", "--defs", str(defs),
+                 SERVO_CONFIG=str(cloud.emulator.config_path), timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert "workflow 'etl' runs on executor celery" in result.stderr
+    assert len(list(cloud.store.list_prefix("ledger/default/default/runs/"))) == before

@@ -49,9 +49,11 @@ def materialize_remote(
     """
     from servo.cli import render_runs
     from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
+    from servo.executor import check_servable
     from servo.runner.remote import RunFollower, submit_run
     from servo.storage.factory import open_store
 
+    check_servable(_placed(definitions, selection), settings.cloud.provider)
     store = open_store(settings.storage, Path(settings.home))
     queue = CloudTasksReconcileQueue.from_settings(settings)
     try:
@@ -108,3 +110,11 @@ def _stop_following_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _placed(definitions: Definitions, selection: str | None) -> list[tuple[str, str | None]]:
+    """(workflow, executor spec) of the selected assets that a workflow places."""
+    from servo.graph import select
+
+    found = (definitions.executor_of(a) for a in select(definitions.graph, selection or "*"))
+    return sorted({placed for placed in found if placed is not None})

@@ -44,6 +44,7 @@ from servo.dispatch.cloud_tasks_queue import (
 from servo.engine import events as ev
 from servo.engine.ids import now_us, timer_scope
 from servo.engine.request import TaskRequest
+from servo.errors import ConfigError
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 
 if TYPE_CHECKING:
@@ -115,6 +116,11 @@ class _QueueEdge(ABC):
 class CloudTasksDispatcher(_QueueEdge):
     """A `Dispatcher` that creates Cloud Tasks pushing to the workers' ``/execute``.
 
+    A request whose asset's workflow runs on an `executor.CloudRun` with its own
+    project, region, queue or worker URL goes there (the rest from the settings); a
+    request for another kind of executor is a `ConfigError` (the client refuses such
+    runs before they start: `servo.executor.check_servable`).
+
     Args:
         cloud: project, region, queue, OIDC and worker URL settings.
         breaker: the ``cloud_tasks`` circuit breaker (default: default thresholds;
@@ -141,10 +147,42 @@ class CloudTasksDispatcher(_QueueEdge):
         self._queue = CloudTasksQueue(
             cloud, cloud.cloud_tasks.queue, worker, breaker=breaker, client=client
         )
+        self._cloud, self._worker, self._breaker = cloud, worker, breaker
+        self._routes: dict[str, CloudTasksQueue] = {}
 
     def task_name(self, request: TaskRequest) -> str:
         """The full task name `request` is enqueued under."""
-        return self._queue.task_name(request.cloud_task_id)
+        return self._route(request.executor).task_name(request.cloud_task_id)
+
+    def _route(self, spec: str | None) -> CloudTasksQueue:
+        """The queue of the executor `spec` (None: the configured one)."""
+        if spec is None:
+            return self._queue
+        found = self._routes.get(spec)
+        if found is not None:
+            return found
+        from servo.executor import CloudRun, parse_executor
+
+        try:
+            chosen = parse_executor(spec)
+        except ValueError as exc:
+            raise ConfigError(f"cannot dispatch to executor {spec!r}: {exc}") from exc
+        if not isinstance(chosen, CloudRun):
+            raise ConfigError(
+                f"cannot dispatch to executor {chosen.kind} through Cloud Tasks: this "
+                "reconciler sends tasks to Cloud Run workers only"
+            )
+        project = chosen.project or self._cloud.gcp.project
+        region = chosen.region or self._cloud.gcp.region
+        gcp = self._cloud.gcp.model_copy(update={"project": project, "region": region})
+        found = self._routes[spec] = CloudTasksQueue(
+            self._cloud.model_copy(update={"gcp": gcp}),
+            chosen.queue or self._cloud.cloud_tasks.queue,
+            chosen.worker_url or self._worker,
+            breaker=self._breaker,
+            client=self._queue.client,
+        )
+        return found
 
     def enqueue(self, request: TaskRequest) -> EnqueueOutcome:
         """Create the task for `request`; ALREADY_EXISTS is success.
@@ -159,7 +197,7 @@ class CloudTasksDispatcher(_QueueEdge):
             "task_key": request.task_key,
             "attempt_id": request.attempt_id,
         }
-        return self._queue.create(
+        return self._route(request.executor).create(
             "/execute", request.to_json(), task_id=request.cloud_task_id, context=context
         )
 

@@ -167,6 +167,11 @@ class CloudTasksQueue:
         self._owns_client = client is None
         self._client = client if client is not None else _client(cloud)
 
+    @property
+    def client(self) -> CloudTasksClient:
+        """The official client (shared by queues built with it)."""
+        return self._client
+
     def task_name(self, task_id: str) -> str:
         """The full name of task `task_id` in this queue."""
         return f"{self.queue_path}/tasks/{task_id}"

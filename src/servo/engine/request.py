@@ -59,6 +59,8 @@ class TaskRequest:
             so every attempt of a run is judged by the same policy.
         code_version: the version of the definitions the run was planned from; a
             worker with other definitions fails the attempt (`code_version_mismatch`).
+        executor: the spec of the executor the asset's workflow runs on
+            (`servo.executor`); None for the configured default.
     """
 
     tenant_id: str
@@ -77,6 +79,7 @@ class TaskRequest:
     reusable_attempt_ids: tuple[str, ...] = ()
     retry: RetryPolicy | None = None
     code_version: str | None = None
+    executor: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -120,6 +123,7 @@ def build_request(
     defs_source: str | None,
     reusable_attempt_ids: tuple[str, ...] = (),
     code_version: str | None = None,
+    executor: str | None = None,
 ) -> TaskRequest:
     """The request for an outbox row, with inputs from upstream tasks and pinned values,
     and the retry policy planned for the task.
@@ -129,6 +133,7 @@ def build_request(
         data_deps: the task's data dependencies (in-run and pinned).
         reusable_attempt_ids: see `TaskRequest.reusable_attempt_ids`.
         code_version: the run's, see `TaskRequest.code_version`.
+        executor: see `TaskRequest.executor`.
 
     Raises:
         EngineError: an in-run upstream has no recorded output (it has not succeeded).
@@ -164,4 +169,5 @@ def build_request(
         reusable_attempt_ids=reusable_attempt_ids,
         retry=None if task.retry is None else RetryPolicy.from_json(task.retry),
         code_version=code_version,
+        executor=executor,
     )

@@ -51,6 +51,7 @@ def request_builder(defs: Definitions, tenant_id: str, workspace_id: str) -> Req
             defs.source,
             reusable_attempt_ids(state.attempts_of(task.run_id, task.task_key), row.attempt),
             None if (run := state.run(task.run_id)) is None else run.code_version,
+            None if (placed := defs.executor_of(task.asset_key)) is None else placed[1],
         )
 
     return request_for

@@ -33,7 +33,7 @@ class Definitions:
         CycleError: the dependencies form a cycle.
     """
 
-    __slots__ = ("_assets", "_code_version", "_graph", "_workflows", "source")
+    __slots__ = ("_assets", "_code_version", "_executors", "_graph", "_workflows", "source")
 
     def __init__(
         self,
@@ -78,6 +78,7 @@ class Definitions:
             {name: by_name[name] for name in graph.names}
         )
         self._workflows: Mapping[str, WorkflowDefinition] = MappingProxyType(workflow_defs)
+        self._executors = _executors_by_asset(workflow_defs.values())
         self.source = source
         self._code_version: str | None = None
 
@@ -90,6 +91,11 @@ class Definitions:
     def workflows(self) -> Mapping[str, WorkflowDefinition]:
         """Workflow name -> definition, in declaration order."""
         return self._workflows
+
+    def executor_of(self, asset_key: str) -> tuple[str, str] | None:
+        """(workflow name, executor spec) that decides where `asset_key` runs; None
+        when no workflow with an executor holds it (the configured default)."""
+        return self._executors.get(asset_key)
 
     @property
     def code_version(self) -> str:
@@ -115,3 +121,25 @@ class Definitions:
     def __repr__(self) -> str:
         source = f", source={self.source!r}" if self.source else ""
         return f"Definitions({len(self._assets)} assets, {len(self._workflows)} workflows{source})"
+
+
+def _executors_by_asset(workflows: Iterable[WorkflowDefinition]) -> dict[str, tuple[str, str]]:
+    """Asset -> (workflow, executor spec) over the workflows that name an executor.
+
+    Raises:
+        DefinitionError: an asset is in two workflows whose executors differ.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for workflow in workflows:
+        if workflow.executor is None:
+            continue
+        for asset in workflow.assets:
+            other = found.setdefault(asset.name, (workflow.name, workflow.executor))
+            if other[1] != workflow.executor:
+                raise DefinitionError(
+                    f"asset {asset.name!r} is in workflow {other[0]!r} (executor "
+                    f"{other[1]}) and in workflow {workflow.name!r} (executor "
+                    f"{workflow.executor}): one asset runs on one executor; give both "
+                    "workflows the same executor or move the asset out of one"
+                )
+    return found

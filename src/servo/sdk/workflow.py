@@ -14,12 +14,15 @@ import dis
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from servo.errors import DefinitionError
 from servo.sdk import _validate
 from servo.sdk._signature import first_doc_line
 from servo.sdk.asset import AssetDefinition, definition_of
+
+if TYPE_CHECKING:
+    from servo.executor import Executor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,7 +41,8 @@ class WorkflowDefinition:
     Attributes:
         name: unique workflow name (same rule as asset names).
         fn: the user function, unchanged (never called by discovery).
-        executor: the executor to run on (``local``, ...), or None for the default.
+        executor: the spec text of the executor its tasks run on
+            (`servo.executor`: ``cloud_run:project=...``), or None for the default.
         assets: the assets the function references, in first-reference order.
         description: free text; defaults to the first line of the docstring.
     """
@@ -111,7 +115,26 @@ def discover_assets(fn: Callable[..., Any]) -> tuple[AssetDefinition, ...]:
     return tuple(found.values())
 
 
-def _attach(fn: F, name: str | None, executor: str | None) -> F:
+def _executor_spec(owner: str, executor: object) -> str | None:
+    """The spec text of an `Executor` object or a spec string (None: the default)."""
+    from servo.executor import Executor, parse_executor
+
+    if executor is None:
+        return None
+    if isinstance(executor, Executor):
+        return executor.spec
+    if not isinstance(executor, str) or not executor:
+        raise DefinitionError(
+            f"{owner}: executor must be an executor (servo.executor.CloudRun(...), "
+            f"Local(), Celery(...)) or a non-empty str, not {executor!r}"
+        )
+    try:
+        return parse_executor(executor).spec
+    except (ValueError, TypeError) as exc:
+        raise DefinitionError(f"{owner}: {exc}") from exc
+
+
+def _attach(fn: F, name: str | None, executor: Executor | str | None) -> F:
     if not callable(fn):
         raise DefinitionError(
             f"@workflow must decorate a function, not {type(fn).__name__}; "
@@ -121,15 +144,14 @@ def _attach(fn: F, name: str | None, executor: str | None) -> F:
     owner = f"workflow {chosen if isinstance(chosen, str) else repr(fn)!r}"
     _validate.check_name(chosen, owner)
     assert isinstance(chosen, str)
-    if executor is not None and (not isinstance(executor, str) or not executor):
-        raise DefinitionError(f"{owner}: executor must be a non-empty str, not {executor!r}")
+    spec = _executor_spec(owner, executor)
     assets = discover_assets(fn)
     if not assets:
         raise DefinitionError(f"{owner} calls no assets")
     definition = WorkflowDefinition(
         name=chosen,
         fn=fn,
-        executor=executor,
+        executor=spec,
         assets=assets,
         description=first_doc_line(fn),
     )
@@ -146,7 +168,7 @@ def workflow(fn: F, /) -> F: ...
 
 @overload
 def workflow(
-    fn: None = None, /, *, name: str | None = None, executor: str | None = None
+    fn: None = None, /, *, name: str | None = None, executor: Executor | str | None = None
 ) -> Callable[[F], F]: ...
 
 
@@ -155,14 +177,16 @@ def workflow(
     /,
     *,
     name: str | None = None,
-    executor: str | None = None,
+    executor: Executor | str | None = None,
 ) -> Any:
     """Mark a function as a workflow; use bare (``@workflow``) or with options.
 
     Args:
         fn: the function, when used bare.
         name: workflow name; defaults to the function name.
-        executor: the executor to run on; None means the configured default.
+        executor: where the workflow's tasks run (`servo.executor`): an executor
+            object or its spec text (``"cloud_run"``); None means the configured
+            default.
 
     Returns:
         The function itself, with its `WorkflowDefinition` at ``fn._servo_workflow``.

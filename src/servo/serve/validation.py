@@ -184,6 +184,7 @@ FIELDS: dict[str, tuple[Check, bool]] = {
     "reusable_attempt_ids": (_ids, True),
     "retry": (_optional(_retry), True),
     "code_version": (_optional(text_problems), True),
+    "executor": (_optional(text_problems), True),
 }
 
 

@@ -7,6 +7,7 @@ raises the official client's exceptions, so they are exact and instant.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -41,6 +42,7 @@ from servo.engine import schema as s
 from servo.engine.ids import now_us
 from servo.engine.request import TaskRequest, build_request
 from servo.errors import CircuitOpenError, ConfigError, TransientStorageError
+from servo.executor import CloudRun
 from servo.observability import metrics
 from servo.resilience.circuit_breaker import BreakerConfig, BreakerState, CircuitBreaker
 from servo.resilience.clock import ManualClock
@@ -135,6 +137,35 @@ def test_a_dispatch_is_a_task_named_by_its_cloud_task_id(
     token = push.headers["authorization"].removeprefix("Bearer ")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["aud"] == receiver.url and claims["email"] == SA
+
+
+def test_a_workflow_executor_picks_its_own_queue_and_worker_service(
+    cloud: CloudSettings, server: LocalCloudTasks, receiver: Receiver
+) -> None:
+    """``executor.CloudRun(queue=..., worker_url=...)`` overrides the settings' queue
+    and service for its workflow's tasks; other requests keep the configured ones."""
+    own = f"own-{next(_queues)}"
+    server.ensure_queue(f"projects/p/locations/l/queues/{own}")
+    routed = dataclasses.replace(
+        engine_request("run-routed"),
+        executor=CloudRun(queue=own, worker_url=receiver.url + "/elsewhere").spec,
+    )
+    plain = engine_request("run-plain")
+    dispatcher = CloudTasksDispatcher(cloud)
+    try:
+        assert dispatcher.task_name(routed).startswith(f"projects/p/locations/l/queues/{own}/")
+        assert dispatcher.enqueue(routed) == EnqueueOutcome.CREATED
+        assert dispatcher.enqueue(plain) == EnqueueOutcome.CREATED
+        with pytest.raises(ConfigError, match="executor celery"):
+            dispatcher.enqueue(dataclasses.replace(plain, executor="celery"))
+    finally:
+        dispatcher.close()
+    (elsewhere,) = pushes_to(receiver, "/elsewhere/execute", 1)
+    assert TaskRequest.from_json(elsewhere.body) == routed
+    deadline = time.monotonic() + 10
+    while not any(p.task == plain.cloud_task_id for p in pushes_to(receiver, "/execute", 1)):
+        assert time.monotonic() < deadline, "the plain request went to the configured service"
+        time.sleep(0.02)
 
 
 def test_duplicate_outbox_no_duplicate_cloud_task_in_cloud_tasks(

@@ -96,8 +96,10 @@ def test_no_assets_is_an_error() -> None:
 def test_bad_options() -> None:
     with pytest.raises(DefinitionError, match="invalid name 'bad name'"):
         workflow(name="bad name")(lambda: extract())  # noqa: PLW0108
-    with pytest.raises(DefinitionError, match="executor must be a non-empty str"):
+    with pytest.raises(DefinitionError, match="or a non-empty str"):
         workflow(name="w", executor="")(lambda: extract())  # noqa: PLW0108
+    with pytest.raises(DefinitionError, match="unknown executor 'kubernetes'"):
+        workflow(name="w", executor="kubernetes")(lambda: extract())  # noqa: PLW0108
 
 
 def test_discover_assets_of_non_function_is_empty() -> None:
