@@ -70,7 +70,7 @@ def a_request(attempt_id: str) -> TaskRequest:
 class Worker:
     """A `servo serve --role worker` subprocess and its address."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
         defs = write(tmp_path / "definitions.py", DEFS)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -81,7 +81,7 @@ class Worker:
             self.process = subprocess.Popen(
                 [*COMMAND, *args],
                 cwd=tmp_path,
-                env=environment(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET),
+                env=environment(tmp_path, SERVO_WORKER_HMAC_SECRET=SECRET, **env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -197,3 +197,23 @@ def test_help_imports_no_web_server(tmp_path: Path, args: tuple[str, ...]) -> No
     assert report == {"code": 0, "loaded": []}
     if args[0] == "serve":
         assert "--role" in done.stdout
+
+
+@pytest.mark.parametrize(("trusted", "limited"), [("*", False), ("10.9.9.9", True)])
+def test_the_per_ip_metrics_limit_sees_the_forwarded_client_only_from_trusted_peers(
+    tmp_path: Path, trusted: str, limited: bool
+) -> None:
+    """Behind Cloud Run's front end every request comes from the proxy: with its
+    X-Forwarded-For trusted, two callers have a limit each; untrusted, they share one."""
+    worker = Worker(tmp_path, SERVO_RATE_LIMIT_METRICS_RPM="1",
+                    SERVO_CLOUD_CLOUD_RUN_FORWARDED_ALLOW_IPS=trusted)  # fmt: skip
+    try:
+        worker.wait_started()
+        answers = [
+            httpx.get(f"{worker.url}/metrics", headers={"X-Forwarded-For": caller}, timeout=10)
+            for caller in ("203.0.113.7", "198.51.100.4")
+        ]
+    finally:
+        worker.stop()
+    assert answers[0].status_code == 200
+    assert answers[1].status_code == (429 if limited else 200), worker.output()

@@ -82,7 +82,8 @@ def serve(
         find_target(defs),
         heartbeat_interval_s=heartbeat_interval,
     )
-    return _run_server(create_app(serve_config), host, port)
+    forwarded = settings.cloud.cloud_run.forwarded_allow_ips
+    return _run_server(create_app(serve_config), host, port, forwarded)
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -93,13 +94,14 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log.level if explicit else "INFO", settings.log.format)
 
 
-def _run_server(app: object, host: str, port: int) -> int:
+def _run_server(app: object, host: str, port: int, forwarded_allow_ips: str) -> int:
     """Serve `app` until SIGTERM or Ctrl-C; 0 after a graceful stop.
 
     uvicorn handles both signals itself (stop accepting, drain, run the lifespan's
     shutdown), then re-raises the signal it caught to the handler that was installed
     before it. That handler is ours and ignores it, so the process ends with 0 rather
-    than being killed by the re-raised SIGTERM.
+    than being killed by the re-raised SIGTERM. The client address is taken from
+    ``X-Forwarded-For`` only when the peer is in `forwarded_allow_ips`.
     """
     import uvicorn
 
@@ -112,6 +114,8 @@ def _run_server(app: object, host: str, port: int) -> int:
             access_log=False,
             lifespan="on",
             server_header=False,
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
             timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         )
     )

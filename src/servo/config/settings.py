@@ -146,6 +146,10 @@ class CloudRunSettings(_Section):
 
     worker_url: str | None = None
     reconciler_url: str | None = None
+    #: Peers whose ``X-Forwarded-For`` names the client (comma-separated addresses,
+    #: or ``*``): per-IP limits and logs then see the caller, not the front end.
+    #: ``*`` on Cloud Run, whose front end is the only way in and sets the header.
+    forwarded_allow_ips: str = "127.0.0.1"
 
 
 class CloudSettings(_Section):
