@@ -33,7 +33,7 @@ from servo.config.settings import WorkerSettings
 from servo.errors import ConfigError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
-from servo.serve.auth_hmac import SIGNATURE_HEADER, HmacVerifier, sign_hmac
+from servo.serve.auth_hmac import SIGNATURE_HEADER, HmacVerifier, RedisReplayCache, sign_hmac
 from servo.serve.auth_oidc import FETCH_TIMEOUT_S, JwksCache, OidcVerifier
 from servo.serve.auth_types import (
     AuthError,
@@ -116,6 +116,7 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.time,
         http: httpx.Client | None = None,
+        replay_url: str | None = None,
     ) -> Authenticator:
         """The methods `worker` enables (an empty value counts as unset).
 
@@ -124,6 +125,8 @@ class Authenticator:
             clock: unix seconds; token and signature times are checked against it.
             http: the client that fetches the JWKS; one is made (and closed by
                 `close`) when None and OIDC is enabled.
+            replay_url: a ``redis://`` URL: HMAC signatures are remembered there, for
+                every instance (`RedisReplayCache`); otherwise in this process.
 
         Raises:
             ConfigError: neither method is enabled, or the OIDC settings are unusable.
@@ -132,7 +135,12 @@ class Authenticator:
         hmac: HmacVerifier | None = None
         owned: httpx.Client | None = None
         if worker.hmac_secret:
-            hmac = HmacVerifier(worker.hmac_secret, worker.hmac_window_s, clock=clock)
+            shared = None
+            if replay_url is not None and replay_url.startswith(("redis://", "rediss://")):
+                shared = RedisReplayCache.from_url(replay_url)
+            hmac = HmacVerifier(
+                worker.hmac_secret, worker.hmac_window_s, clock=clock, replay_cache=shared
+            )
         if worker.oidc_audience:
             if not worker.oidc_issuers:
                 raise ConfigError(
@@ -227,7 +235,10 @@ class Authenticator:
                 "clock_skew_s": self._oidc.clock_skew_s,
             }
         if self._hmac is not None:
-            described["hmac"] = {"window_s": self._hmac.window_s}
+            described["hmac"] = {
+                "window_s": self._hmac.window_s,
+                "replay_cache": self._hmac.replay_scope,
+            }
         return described
 
     def close(self) -> None:

@@ -9,12 +9,19 @@ constant time, refuses a timestamp more than `window_s` from its own clock (a
 captured request is useless after the window), and refuses a signature it has
 already accepted within the window (a captured request is useless inside it too).
 
-The replay cache lives in this process: a request replayed to another instance of
-the service within the window is not detected. It keeps each accepted signature
-until its timestamp leaves the window, and at most `max_entries` of them; beyond
-that the oldest are dropped (and a warning logged) rather than refusing honest
-traffic — only holders of the secret can add entries, so filling it takes a sender
-far above any worker's capacity.
+The replay cache (`ReplayCache`) lives in this process: a request replayed to
+another instance of the service within the window is not detected. It keeps each
+accepted signature until its timestamp leaves the window, and at most
+`max_entries` of them; beyond that the oldest are dropped (and a warning logged)
+rather than refusing honest traffic — only holders of the secret can add entries,
+so filling it takes a sender far above any worker's capacity.
+
+With a Redis rate-limit storage (``rate_limit.storage_url: redis://...``), the
+instances share `RedisReplayCache` instead: a signature is remembered under its
+digest with ``SET NX`` until its timestamp leaves the window, so a replay to any
+instance is refused. When Redis cannot be reached the instance falls back to its
+own cache for that request (logged, ``servo_hmac_replay_cache_errors_total``):
+the timestamp window still holds, and every route a signature opens is idempotent.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import hmac
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
+from servo.observability import metrics
 from servo.observability.logging import get_logger
 from servo.serve.auth_types import AuthError, AuthMethod, AuthReason, Principal
 
@@ -128,6 +137,55 @@ class ReplayCache:
             del self._expiry[signature]
 
 
+REPLAY_CACHE_ERRORS = metrics.counter(
+    "servo_hmac_replay_cache_errors_total",
+    "Shared HMAC replay-cache calls that failed (this instance's cache decided).",
+    ["error_type"],
+)
+
+
+class RedisReplayCache:
+    """Signatures accepted within the window, shared by every instance through Redis.
+
+    Args:
+        client: a ``redis.Redis`` client.
+        fallback: decides when Redis cannot be reached (this instance's cache).
+        prefix: key prefix of the remembered digests.
+    """
+
+    def __init__(
+        self, client: Any, fallback: ReplayCache | None = None, prefix: str = "servo:hmac:"
+    ) -> None:
+        self._client = client
+        self._fallback = fallback or ReplayCache()
+        self._prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = 1.0) -> RedisReplayCache:
+        """A cache over the Redis at `url` (connect and socket timeouts `timeout_s`)."""
+        import redis
+
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        return cls(client)
+
+    def first_use(self, signature: str, expires_at: float, now: float) -> bool:
+        """Remember `signature` until `expires_at`; False if any instance did already."""
+        key = self._prefix + hashlib.sha256(signature.encode("utf-8")).hexdigest()
+        ttl_ms = max(1, int((expires_at - now) * 1000))
+        try:
+            return bool(self._client.set(key, b"1", nx=True, px=ttl_ms))
+        except Exception as exc:  # redis raises its own and OS errors
+            REPLAY_CACHE_ERRORS.labels(type(exc).__name__).inc()
+            log.warning(
+                "serve.auth.replay_cache_unavailable",
+                error_type=type(exc).__name__,
+                recovery="this instance's replay cache decides until Redis answers",
+            )
+            return self._fallback.first_use(signature, expires_at, now)
+
+
 class HmacVerifier:
     """Verifies `X-Servo-Signature` headers against one shared secret.
 
@@ -144,7 +202,7 @@ class HmacVerifier:
         window_s: float,
         *,
         clock: Callable[[], float],
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayCache | RedisReplayCache | None = None,
     ) -> None:
         if not secret:
             raise ValueError("an HMAC secret must not be empty")
@@ -154,6 +212,11 @@ class HmacVerifier:
         self.window_s = window_s
         self._clock = clock
         self._replays = replay_cache or ReplayCache()
+
+    @property
+    def replay_scope(self) -> str:
+        """Where accepted signatures are remembered: ``instance`` or ``shared``."""
+        return "shared" if isinstance(self._replays, RedisReplayCache) else "instance"
 
     def verify(self, header: str, body: bytes) -> Principal:
         """Check the signature of `body`, its age, and that it is seen for the first time.

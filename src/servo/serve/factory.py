@@ -89,7 +89,9 @@ def build_serve_config(
         ConfigError: invalid settings (no authentication configured, a bad limit).
         DefinitionError: the definitions are missing or cannot be loaded.
     """
-    authenticator = Authenticator.from_settings(settings.worker)
+    authenticator = Authenticator.from_settings(
+        settings.worker, replay_url=settings.rate_limit.storage_url
+    )
     limiter = RateLimiter.from_settings(settings.rate_limit)
     store = store if store is not None else open_store(settings.storage, Path(settings.home))
     checks: dict[str, ReadinessCheck] = {"storage": storage_check(store)}

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac as hmac_lib
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from servo.serve.auth import (
     Principal,
     sign_hmac,
 )
-from servo.serve.auth_hmac import ReplayCache
+from servo.serve.auth_hmac import RedisReplayCache, ReplayCache
 from servo.serve.auth_oidc import cache_ttl
 
 AUDIENCE = "https://worker-abc123.a.run.app"
@@ -393,6 +394,44 @@ def test_the_replay_cache_forgets_what_left_the_window_and_stays_bounded() -> No
     assert len(cache) == 3
 
 
+def test_a_signature_replayed_to_another_instance_is_refused_through_redis(
+    clock: ManualClock,
+) -> None:
+    """Two instances sharing the rate-limit Redis share the replay cache too."""
+    from tests.unit.resilience.test_rate_limit import REDIS_URL, _redis_answers
+
+    if not _redis_answers():
+        if os.environ.get("CI"):
+            pytest.fail(f"no Redis answers at {REDIS_URL}; CI must start one")
+        pytest.skip(f"no Redis answers at {REDIS_URL}")
+    worker = WorkerSettings(hmac_secret=SECRET)
+    one, other = (
+        Authenticator.from_settings(worker, clock=clock, replay_url=REDIS_URL) for _ in range(2)
+    )
+    assert one.describe()["hmac"] == {"window_s": 300.0, "replay_cache": "shared"}
+    body = f'{{"n": "{uuid.uuid4().hex}"}}'.encode()
+    headers = {SIGNATURE_HEADER: sign_hmac(SECRET, body, clock())}
+    one.authenticate(headers, body)
+    assert refused(other, headers, body).reason == "replayed"
+
+
+def test_without_redis_an_instance_falls_back_to_its_own_replay_cache() -> None:
+    class Down:
+        def set(self, *args: object, **kwargs: object) -> bool:
+            raise ConnectionError("redis is down")
+
+    cache = RedisReplayCache(Down())
+    before = metrics.sample(
+        "servo_hmac_replay_cache_errors_total", {"error_type": "ConnectionError"}
+    )
+    assert cache.first_use("s1", expires_at=100, now=0)
+    assert not cache.first_use("s1", expires_at=100, now=1), "the local cache still refuses"
+    after = metrics.sample(
+        "servo_hmac_replay_cache_errors_total", {"error_type": "ConnectionError"}
+    )
+    assert after == before + 2
+
+
 # ------------------------------------------------------------- either / neither
 def test_missing_credentials_are_refused(auth: Authenticator) -> None:
     before = failures("none", "missing_credentials")
@@ -431,7 +470,7 @@ def test_describe_states_the_configuration_without_the_secret(auth: Authenticato
     assert described["methods"] == ["oidc", "hmac"]
     oidc = described["oidc"]
     assert isinstance(oidc, dict) and oidc["audience"] == AUDIENCE
-    assert described["hmac"] == {"window_s": 300.0}
+    assert described["hmac"] == {"window_s": 300.0, "replay_cache": "instance"}
     assert SECRET not in json.dumps(described)
 
 
