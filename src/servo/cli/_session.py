@@ -62,14 +62,19 @@ def with_home(settings: Settings, home: Path | None) -> Settings:
     return chosen
 
 
+def tasks_run_elsewhere(settings: Settings) -> bool:
+    """Whether a remote reconciler drives runs (``cloud.provider`` gcp or celery)."""
+    return settings.cloud.provider in ("gcp", "celery")
+
+
 def catalog_configured(settings: Settings) -> bool:
     """Whether reading commands should use the catalog (see the module docstring).
 
-    With ``cloud.provider: gcp`` they read the published projections in the configured
+    With ``cloud.provider: gcp`` or ``celery`` they read the published projections in the configured
     store instead: the reconciler projects them into the PostgreSQL catalog
     (``database.url``) in the background, so the catalog trails them.
     """
-    if settings.cloud.provider == "gcp":
+    if tasks_run_elsewhere(settings):
         return False
     return settings.database.url is not None or (Path(settings.home) / CATALOG_FILE).is_file()
 

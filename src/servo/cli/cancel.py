@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from servo.cli._session import catalog_configured, configure, with_home
+from servo.cli._session import catalog_configured, configure, tasks_run_elsewhere, with_home
 from servo.cli.options import ConfigOption, HomeOption, JsonOption, TenantOption, state_of
 from servo.engine.ids import DEFAULT_WORKSPACE
 from servo.engine.vocabulary import RunStatus
@@ -61,7 +61,7 @@ def cancel_run(
 
     settings = with_home(configure(state_of(ctx)), home)
     store = open_store(settings.storage, settings.home)
-    if settings.cloud.provider == "gcp":
+    if tasks_run_elsewhere(settings):
         _cancel_remote(settings, store, tenant, run_id, reason, as_json)
         return
     ledger = LedgerWriter(store, tenant, DEFAULT_WORKSPACE)
@@ -87,14 +87,14 @@ def _cancel_remote(
     settings: Settings, store: ObjectStore, tenant: str, run_id: str, reason: str, as_json: bool
 ) -> None:
     """Request the cancel and notify the remote reconciler, which stops the run."""
-    from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
+    from servo.cli.remote import reconcile_queue
     from servo.runner.remote import RunFollower, cancel_remote
 
     run, _ = RunFollower(store, tenant, DEFAULT_WORKSPACE, run_id).poll()
     if run is not None and run.status != RunStatus.RUNNING:
         _say(run_id, "finished", run.status, as_json)
         raise typer.Exit(EXIT_FINISHED)
-    queue = CloudTasksReconcileQueue.from_settings(settings)
+    queue = reconcile_queue(settings)
     try:
         written = cancel_remote(
             store,

@@ -88,6 +88,7 @@ def plan(
 def _register_run_commands() -> None:
     from servo.cli import backup, catalog, lifecycle, reads, run_logs, run_show, values
     from servo.cli.cancel import cancel_run
+    from servo.cli.celery import celery_app
     from servo.cli.doctor import doctor
     from servo.cli.emulate import emulate_app
     from servo.cli.gc import gc
@@ -111,6 +112,7 @@ def _register_run_commands() -> None:
     app.add_typer(runs_app, name="runs")
     app.add_typer(catalog.catalog_app, name="catalog")
     app.add_typer(emulate_app, name="emulate")
+    app.add_typer(celery_app, name="celery")
 
 
 _register_run_commands()

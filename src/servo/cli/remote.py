@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -48,14 +48,13 @@ def materialize_remote(
         typer.Exit: with the run's exit code (`lifecycle.finish`).
     """
     from servo.cli import render_runs
-    from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
     from servo.executor import check_servable
     from servo.runner.remote import RunFollower, submit_run
     from servo.storage.factory import open_store
 
     check_servable(_placed(definitions, selection), settings.cloud.provider)
     store = open_store(settings.storage, Path(settings.home))
-    queue = CloudTasksReconcileQueue.from_settings(settings)
+    queue = reconcile_queue(settings)
     try:
         submitted = submit_run(
             store,
@@ -118,3 +117,16 @@ def _placed(definitions: Definitions, selection: str | None) -> list[tuple[str, 
 
     found = (definitions.executor_of(a) for a in select(definitions.graph, selection or "*"))
     return sorted({placed for placed in found if placed is not None})
+
+
+def reconcile_queue(settings: Settings) -> Any:
+    """The queue that carries submissions and cancels to the configured reconciler
+    (Cloud Tasks or Celery): it has ``notify`` and ``close``."""
+    if settings.cloud.provider == "celery":
+        from servo.dispatch.celery_edge import CeleryReconcileQueue, app_for
+
+        celery = settings.cloud.celery
+        return CeleryReconcileQueue(app_for(celery), celery)
+    from servo.dispatch.cloud_tasks import CloudTasksReconcileQueue
+
+    return CloudTasksReconcileQueue.from_settings(settings)

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from servo.cli._session import catalog_configured, configure, resolve_target, with_home
+from servo.cli._session import (
+    catalog_configured,
+    configure,
+    resolve_target,
+    tasks_run_elsewhere,
+    with_home,
+)
 from servo.cli.lifecycle import DEFAULT_GRACE_S, GraceOption
 from servo.cli.options import (
     ConfigOption,
@@ -178,7 +184,7 @@ def materialize(
 
     settings = with_home(configure(state_of(ctx)), home)
     definitions = load_definitions(resolve_target(defs))
-    if settings.cloud.provider == "gcp":
+    if tasks_run_elsewhere(settings):
         from servo.cli.remote import materialize_remote
 
         materialize_remote(
@@ -193,7 +199,8 @@ def materialize(
         return
     if no_wait:
         raise ServoError(
-            "--no-wait needs tasks that run elsewhere (cloud.provider: gcp); an embedded "
+            "--no-wait needs tasks that run elsewhere (cloud.provider: gcp or celery); an "
+            "embedded "
             "run lives in this process"
         )
     check_home(settings.home, write=True)

@@ -152,12 +152,29 @@ class CloudRunSettings(_Section):
     forwarded_allow_ips: str = "127.0.0.1"
 
 
+class CelerySettings(_Section):
+    """The Celery edge (provider celery): broker and queues."""
+
+    #: The broker: RabbitMQ (``amqp://``) by default, Redis (``redis://``) supported.
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    #: Queue of task dispatches (the workers' ``servo.execute``).
+    queue: str = "servo-tasks"
+    #: Queue of reconcile steps: reports, timers, sweeps (the reconciler worker).
+    reconcile_queue: str = "servo-reconcile"
+    #: Longest countdown of one timer message; a later timer is re-armed in hops
+    #: (a Redis broker redelivers an unacked message after its visibility timeout).
+    max_eta_s: float = Field(default=3000.0, gt=0)
+    #: Seconds a broker connection or publish may take.
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class CloudSettings(_Section):
     """Where tasks run: in this process, on Cloud Run through Cloud Tasks, or Celery."""
 
     provider: Literal["local", "gcp", "celery"] = "local"
     gcp: GcpSettings = GcpSettings()
     cloud_tasks: CloudTasksSettings = CloudTasksSettings()
+    celery: CelerySettings = CelerySettings()
     cloud_run: CloudRunSettings = CloudRunSettings()
 
 

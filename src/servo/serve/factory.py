@@ -169,12 +169,12 @@ def _reconciler(
         timers,
         reconciler_settings(settings),
         max_workspaces=settings.reconciler.max_workspaces,
-        listener_for=_catalog_listener(settings, store, defs),
+        listener_for=catalog_listener_for(settings, store, defs),
     )
     return reconciler_handlers(service, timers.wake)
 
 
-def _catalog_listener(
+def catalog_listener_for(
     settings: Settings, store: ObjectStore, defs: Definitions
 ) -> Callable[[str, str], PublishListener] | None:
     """With ``database.url``, each workspace's published snapshots are projected into
