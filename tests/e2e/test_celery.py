@@ -105,6 +105,13 @@ class Stack:
     def stop(self) -> None:
         self.worker.kill()
         self.worker.wait(10)
+        from kombu import Connection
+
+        with Connection(BROKER) as connection:  # leave the broker as it was
+            channel = connection.default_channel
+            for queue in (self.env["SERVO_CLOUD_CELERY_QUEUE"],
+                          self.env["SERVO_CLOUD_CELERY_RECONCILE_QUEUE"]):  # fmt: skip
+                channel.queue_delete(queue)
 
 
 @pytest.fixture(scope="module")
