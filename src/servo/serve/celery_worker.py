@@ -13,7 +13,10 @@ call what ``servo serve`` calls:
 
 Delivery is at least once (late acks; a killed worker's message comes back), so
 every task is idempotent: a repeated execute finds its result record, a repeated
-report is folded once. A task that fails for a reason a retry can fix (the store or
+report is folded once. A message delivered again (a retry, or the broker's
+redelivery after a crash) for an attempt the engine has ended is acknowledged
+without running (``servo_celery_ended_attempts_dropped_total``): it would only
+loop, since its report would be stale. A task that fails for a reason a retry can fix (the store or
 the broker) is retried after `RETRY_S`; a message that cannot be decoded is dropped
 (logged, ``servo_celery_dropped_total``): delivering it again would fail again.
 
@@ -41,6 +44,8 @@ from servo.dispatch.celery_edge import (
 from servo.engine import events as ev
 from servo.engine.ids import now_us
 from servo.engine.request import TaskRequest
+from servo.engine.schema import TERMINAL_TASK_STATUSES
+from servo.engine.snapshot import SnapshotReader
 from servo.errors import ServoError
 from servo.observability import metrics
 from servo.observability.logging import get_logger
@@ -61,6 +66,10 @@ RETRY_S = 1.0
 #: A wake-up arriving this much (µs) before its due time is a hop: sent again.
 EARLY_TOLERANCE_US = 1_000_000
 
+ENDED = metrics.counter(
+    "servo_celery_ended_attempts_dropped_total",
+    "Redelivered execute messages of attempts the engine had ended (acked, not run).",
+)
 DROPPED = metrics.counter(
     "servo_celery_dropped_total",
     "Celery messages dropped because they cannot be decoded, by task.",
@@ -108,6 +117,12 @@ def worker_app(
             request = TaskRequest.from_dict(raw)
         except (TypeError, ValueError, KeyError) as exc:
             return _drop(EXECUTE, exc)
+        if _delivered_before(task) and attempt_ended(store, request):
+            ENDED.inc()  # a poison loop ends here: the engine gave up on this attempt
+            log.warning("celery.ended_attempt_dropped", tenant_id=request.tenant_id,
+                        run_id=request.run_id, task_key=request.task_key,
+                        attempt_id=request.attempt_id)  # fmt: skip
+            return "ended"
         try:
             return "reused" if runtime.execute(request).reused else "ran"
         except Exception as exc:  # the report could not be made: deliver it again
@@ -148,6 +163,23 @@ def worker_app(
 
     app.servo_runtime = runtime  # closed by the command when the worker stops
     return app
+
+
+def _delivered_before(task: Any) -> bool:
+    """Whether this message was delivered before (a retry, or the broker's redelivery)."""
+    delivery = getattr(task.request, "delivery_info", None) or {}
+    return bool(task.request.retries) or bool(delivery.get("redelivered"))
+
+
+def attempt_ended(store: ObjectStore, request: TaskRequest) -> bool:
+    """Whether the published state says `request`'s attempt is over: its task has
+    ended, or another attempt has replaced it. A run or task not published yet (the
+    dispatch may precede the publish) cannot be judged: not ended."""
+    snapshot = SnapshotReader(store, request.tenant_id, request.workspace_id).load()
+    for task in snapshot.tasks_of(request.run_id):
+        if task.task_key == request.task_key:
+            return task.status in TERMINAL_TASK_STATUSES or task.attempt_id != request.attempt_id
+    return False
 
 
 def _drop(name: str, exc: BaseException) -> str:
