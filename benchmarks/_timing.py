@@ -68,6 +68,13 @@ def measure(
     return timing
 
 
+def from_samples(name: str, samples: list[float]) -> Timing:
+    """The median and p90 of `samples` (seconds) already taken."""
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    return Timing(name, statistics.median(ordered), p90, len(ordered))
+
+
 def report(timing: Timing, target: float | None = None) -> None:
     """Print one line: name, median, p90, and the verdict against `target`."""
     verdict = ""

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks._inrun import check_values, checked_run
-from benchmarks._timing import Timing, report
+from benchmarks._timing import from_samples, report
 from benchmarks.workloads import nodes, servo_source, values_of, write_workload
 from servo.config.settings import CloudSettings, load_settings
 from servo.dispatch.cloud_tasks import CloudTasksDispatcher, CloudTasksReconcileQueue
@@ -43,12 +43,6 @@ W2_TARGET_S = 10.0
 P50_TARGET_S = 0.050
 P99_TARGET_S = 0.250
 ENQUEUED = 2000
-
-
-def _timing(name: str, samples: list[float]) -> Timing:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    return Timing(name, statistics.median(ordered), p90, len(ordered))
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -171,9 +165,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         work = Path(folder)
         seconds, latencies = serverless_runs(args.repeat, args.workers, work)
         embedded = embedded_w2(args.repeat, work)
-    remote = _timing("W2 serverless end to end", seconds)
+    remote = from_samples("W2 serverless end to end", seconds)
     report(remote, W2_TARGET_S)
-    local = _timing("W2 embedded in-run", embedded)
+    local = from_samples("W2 embedded in-run", embedded)
     report(local)
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
     print(f"{'W2 serverless / embedded':<40} {remote.median / local.median:9.1f} x")
