@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from servo.errors import ConfigError
 
@@ -39,6 +39,7 @@ __all__ = [
     "Executor",
     "Local",
     "check_servable",
+    "dispatchable",
     "parse_executor",
 ]
 
@@ -72,6 +73,9 @@ def _check(kind: str, name: str, value: object, forbidden: str) -> None:
         raise ValueError(f"executor {kind}: {name} must be a non-empty str, not {value!r}")
     if any(c in value for c in forbidden):
         raise ValueError(f"executor {kind}: {name} may not contain any of {forbidden!r}")
+
+
+E = TypeVar("E", bound="Executor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +174,21 @@ def check_servable(executors: Iterable[tuple[str, str | None]], provider: str) -
                 f"workflow's executor or point SERVO_CLOUD_PROVIDER at a deployment "
                 f"with {kind} workers"
             )
+
+
+def dispatchable(spec: str, kind: type[E], edge: str) -> E:
+    """The executor `spec` names, which must be a `kind` for `edge` to dispatch to it.
+
+    Raises:
+        ConfigError: the spec is malformed or names another kind of executor.
+    """
+    try:
+        chosen = parse_executor(spec)
+    except ValueError as exc:
+        raise ConfigError(f"cannot dispatch to executor {spec!r}: {exc}") from exc
+    if not isinstance(chosen, kind):
+        raise ConfigError(
+            f"cannot dispatch to executor {chosen.kind} through {edge}: it sends tasks to "
+            f"{kind.kind} executors only"
+        )
+    return chosen

@@ -122,18 +122,9 @@ class CeleryDispatcher(_Publisher):
         """
         if spec is None:
             return self.settings.queue
-        from servo.executor import Celery, parse_executor
+        from servo.executor import Celery, dispatchable
 
-        try:
-            chosen = parse_executor(spec)
-        except ValueError as exc:
-            raise ConfigError(f"cannot dispatch to executor {spec!r}: {exc}") from exc
-        if not isinstance(chosen, Celery):
-            raise ConfigError(
-                f"cannot dispatch to executor {chosen.kind} through Celery: these workers "
-                "run Celery executors only"
-            )
-        return chosen.queue or self.settings.queue
+        return dispatchable(spec, Celery, "Celery").queue or self.settings.queue
 
     def stop(self, attempt_id: str, reason: str = "stopped") -> bool:
         """False: a remote attempt is not stopped from here; its late report is stale."""

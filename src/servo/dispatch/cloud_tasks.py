@@ -44,7 +44,6 @@ from servo.dispatch.cloud_tasks_queue import (
 from servo.engine import events as ev
 from servo.engine.ids import now_us, timer_scope
 from servo.engine.request import TaskRequest
-from servo.errors import ConfigError
 from servo.resilience.circuit_breaker import BreakerConfig, CircuitBreaker
 
 if TYPE_CHECKING:
@@ -161,17 +160,9 @@ class CloudTasksDispatcher(_QueueEdge):
         found = self._routes.get(spec)
         if found is not None:
             return found
-        from servo.executor import CloudRun, parse_executor
+        from servo.executor import CloudRun, dispatchable
 
-        try:
-            chosen = parse_executor(spec)
-        except ValueError as exc:
-            raise ConfigError(f"cannot dispatch to executor {spec!r}: {exc}") from exc
-        if not isinstance(chosen, CloudRun):
-            raise ConfigError(
-                f"cannot dispatch to executor {chosen.kind} through Cloud Tasks: this "
-                "reconciler sends tasks to Cloud Run workers only"
-            )
+        chosen = dispatchable(spec, CloudRun, "Cloud Tasks")
         project = chosen.project or self._cloud.gcp.project
         region = chosen.region or self._cloud.gcp.region
         gcp = self._cloud.gcp.model_copy(update={"project": project, "region": region})
